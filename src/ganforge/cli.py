@@ -1,0 +1,130 @@
+"""`ganforge <command>`: parse, load the config, call the stage's core function, print one line.
+
+Errors a user can cause print one line (`error: ...`) and exit non-zero; bugs keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ganforge import __version__
+from ganforge.errors import GanforgeError
+
+Command = Callable[[argparse.Namespace], str]
+
+
+def _config(args: argparse.Namespace):  # -> Config (imported lazily: --help stays fast)
+    from ganforge.config import load_config
+
+    overrides = list(args.set or [])
+    if getattr(args, "device", None):
+        overrides.append(f"train.device={args.device}")
+    return load_config(args.params, overrides)
+
+
+def cmd_prepare(args: argparse.Namespace) -> str:
+    from ganforge.data.prepare import prepare
+    from ganforge.paths import Paths
+
+    cfg = _config(args)
+    paths = Paths()
+    return prepare(cfg.data, paths.prepared, paths.metrics / "prepare.json", progress=not args.quiet).line()
+
+
+def cmd_train(args: argparse.Namespace) -> str:
+    from ganforge.paths import Paths
+    from ganforge.training.loop import train
+
+    cfg = _config(args)
+    paths = Paths()
+    return train(cfg, paths, resume=args.resume, progress=not args.quiet).line(paths)
+
+
+def cmd_config(args: argparse.Namespace) -> str:
+    import yaml
+
+    cfg = _config(args)
+    sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return f"config: {args.params} is valid"
+
+
+def cmd_report(args: argparse.Namespace) -> str:
+    import json
+    import time
+
+    from ganforge.paths import Paths
+    from ganforge.tracking import tracking_uri
+
+    paths = Paths()
+    lines = []
+    for name in ("prepare", "train"):
+        f = paths.metrics / f"{name}.json"
+        if f.exists():
+            values = json.loads(f.read_text())
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            lines.append(f"  {f}: {shown}")
+    if not lines:
+        raise GanforgeError("no results yet: run `make demo` or `dvc repro`")
+    print("Results")
+    print(f"  sample grid:    {paths.samples_latest}  (every snapshot: {paths.samples_dir}/)")
+    print(f"  loss curves:    {paths.train_losses}  (`dvc plots show` renders dvc_plots/index.html)")
+    print(f"  checkpoint:     {paths.checkpoint}")
+    print("Metrics (`dvc metrics show`)")
+    print("\n".join(lines))
+    uri = tracking_uri()
+    print("MLflow")
+    print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
+    took = f" in {time.time() - args.started:.0f}s" if args.started else ""
+    return f"report: pipeline done{took}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganforge",
+        description="Train GANs on your own images; every stage reads params.yaml (override with --set).",
+    )
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override one param, e.g. --set train.steps=100 (repeatable; value read as YAML)",
+        )
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=fn)
+        return p
+
+    add("prepare", cmd_prepare, "validate, resize and shard the source images into data/prepared/")
+    p = add("train", cmd_train, "train the GAN; checkpoints in models/, sample grids in plots/samples/")
+    p.add_argument("--resume", action="store_true", help="continue from models/checkpoint.pt exactly")
+    p.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (same as --set train.device=...)")
+    add("config", cmd_config, "print the validated params (with overrides applied)")
+    p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
+    p.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        line = args.func(args)
+    except GanforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

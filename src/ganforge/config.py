@@ -1,0 +1,229 @@
+"""Typed configuration for params.yaml: one section per stage.
+
+Code reads params only through `load_config`. A bad value fails here, before any work starts,
+with one line naming the key path and what was expected (`ConfigError`, exit code 2).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ganforge.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+ResizeFilter = Literal["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _power_of_two(value: int, low: int, high: int) -> int:
+    if not (low <= value <= high) or value & (value - 1):
+        raise ValueError(f"expected a power of two from {low} to {high}")
+    return value
+
+
+class DataConfig(Section):
+    """`prepare` stage: where images come from and how they are normalised."""
+
+    source: Literal["digits", "folder", "torchvision"] = "digits"
+    path: str | None = None
+    dataset: Literal["MNIST", "FashionMNIST", "CIFAR10"] | None = None
+    download: bool = False
+    resolution: int = 32
+    channels: Literal[1, 3] = 1
+    resize_filter: ResizeFilter = "bilinear"
+    fit: Literal["crop", "pad"] = "crop"
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    shard_size: int = Field(8192, ge=1)
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, v: int) -> int:
+        return _power_of_two(v, 16, 256)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataConfig:
+        if self.source == "folder" and not self.path:
+            raise ValueError("data.source 'folder' needs data.path: the image directory")
+        if self.source == "torchvision" and self.dataset is None:
+            raise ValueError("data.source 'torchvision' needs data.dataset: MNIST, FashionMNIST or CIFAR10")
+        return self
+
+
+class TrainConfig(Section):
+    """`train` stage: model, loss, optimiser and loop settings."""
+
+    model: str = "dcgan"
+    conditional: bool = True
+    z_dim: int = Field(64, ge=1, le=4096)
+    g_width: int = Field(64, ge=4, le=1024)
+    d_width: int = Field(64, ge=4, le=1024)
+    max_channels: int = Field(512, ge=8, le=4096)
+    g_upsample: Literal["convtranspose", "bilinear"] = "bilinear"
+    loss: str = "hinge"
+    pack: int = Field(2, ge=1, le=8)
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(64, ge=1, le=65536)
+    lr_g: float = Field(2e-4, gt=0.0, le=1.0)
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    sample_every: int = Field(250, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
+    log_every: int = Field(25, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        head, _, index = v.partition(":")
+        if head not in ("auto", "cpu", "cuda", "mps") or (index and (head != "cuda" or not index.isdigit())):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @field_validator("model", "loss")
+    @classmethod
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        from ganforge.losses import LOSSES
+        from ganforge.models import MODELS
+
+        names = MODELS if info.field_name == "model" else LOSSES
+        if v not in names:
+            raise ValueError(f"expected one of {sorted(names)}")
+        return v
+
+    @model_validator(mode="after")
+    def _pack_divides_batch(self) -> TrainConfig:
+        if self.batch_size % self.pack:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of train.pack ({self.pack})")
+        return self
+
+
+class TrackingConfig(Section):
+    """MLflow. The store comes from MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."""
+
+    enabled: bool = True
+    experiment: str = Field("ganforge", min_length=1)
+
+
+class Config(Section):
+    """The whole params.yaml."""
+
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """`{"train.lr_g": 0.0002, ...}`: for logging params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump())
+        return out
+
+
+def _describe(err: dict[str, Any]) -> str:
+    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    if "input" in err and not isinstance(err["input"], dict) and kind != "missing":
+        return f"{path}: {msg} (got {err['input']!r})"
+    return f"{path}: {msg}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.lr_g=1e-4` -> (["train", "lr_g"], 0.0001). The value is read as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set train.steps=100")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: cannot read the value as YAML ({exc.__class__.__name__})") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--set {item!r}: value must be finite")
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `key.path=value` applied."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = out
+        for depth, k in enumerate(keys[:-1]):
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """The raw mapping in a params file (missing file -> error, empty file -> {})."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such params file (run from the project root, or pass --params)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data:, train:, ...), got {type(raw).__name__}")
+    return raw
+
+
+def validate(raw: dict[str, Any], source: str = "params") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: Path | str = DEFAULT_PARAMS, overrides: list[str] | None = None) -> Config:
+    """Read params.yaml, apply `--set` overrides, validate. Raises ConfigError with one line."""
+    path = Path(path)
+    raw = apply_overrides(read_params(path), overrides or [])
+    return validate(raw, str(path))

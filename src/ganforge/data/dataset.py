@@ -1,0 +1,78 @@
+"""Read what `prepare` wrote: `PreparedData.open(out_dir).load("train")` -> (uint8 NCHW, int64 labels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.errors import GanforgeError
+
+FORMAT = 1
+
+
+class PreparedData:
+    """A prepared-data directory (format 1): its description and its splits."""
+
+    def __init__(self, out_dir: Path, info: dict[str, Any]) -> None:
+        self.out_dir = out_dir
+        self.info = info
+        self.resolution: int = int(info["resolution"])
+        self.channels: int = int(info["channels"])
+        self.num_classes: int = int(info["num_classes"])
+        self.class_names: list[str] = [str(n) for n in info["class_names"]]
+        self.source: str = str(info["source"])
+        self.splits: dict[str, dict[str, Any]] = info["splits"]
+
+    @classmethod
+    def open(cls, out_dir: Path) -> PreparedData:
+        """Read `info.json`; GanforgeError (one line) when the directory is missing or not valid."""
+        out_dir = Path(out_dir)
+        try:
+            info = json.loads((out_dir / "info.json").read_text())
+        except FileNotFoundError:
+            raise GanforgeError(f"{out_dir}: not found; run `ganforge prepare` first") from None
+        except (OSError, ValueError) as exc:
+            raise GanforgeError(f"{out_dir}/info.json: unreadable ({exc}); run `ganforge prepare` again") from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            found = info.get("format") if isinstance(info, dict) else None
+            raise GanforgeError(
+                f"{out_dir}: prepared-data format {found!r}, expected {FORMAT}; run `ganforge prepare` again"
+            )
+        try:
+            return cls(out_dir, info)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GanforgeError(f"{out_dir}/info.json: invalid ({exc!r}); run `ganforge prepare` again") from None
+
+    def _split(self, split: str) -> dict[str, Any]:
+        if split not in self.splits:
+            raise GanforgeError(f"{self.out_dir}: no split {split!r} (have {', '.join(sorted(self.splits))})")
+        return self.splits[split]
+
+    def count(self, split: str) -> int:
+        """Number of images in `split` ("train" or "test")."""
+        return int(self._split(split)["count"])
+
+    def load(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split in memory: (uint8 [N, C, R, R], int64 [N]), shards concatenated in order."""
+        entry = self._split(split)
+        shape = (self.channels, self.resolution, self.resolution)
+        try:
+            shards = [np.load(self.out_dir / name, mmap_mode="r") for name in entry["shards"]]
+            labels = np.load(self.out_dir / entry["labels"])
+        except (OSError, ValueError) as exc:
+            raise GanforgeError(
+                f"{self.out_dir}: cannot read split {split!r} ({exc}); run `ganforge prepare` again"
+            ) from None
+        images = np.concatenate(shards) if shards else np.zeros((0, *shape), dtype=np.uint8)
+        count = int(entry["count"])
+        if images.shape != (count, *shape) or images.dtype != np.uint8 or labels.shape != (count,):
+            raise GanforgeError(
+                f"{self.out_dir}: split {split!r} does not match info.json "
+                f"(images {tuple(images.shape)}, labels {tuple(labels.shape)}, expected {count}); "
+                "run `ganforge prepare` again"
+            )
+        return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64, copy=False))

@@ -1,0 +1,101 @@
+"""DCGAN (Radford et al. 2015), parametrised by resolution, with optional class conditioning.
+
+G: z (+ class embedding) -> 4x4 -> x2 upsampling blocks -> image. Upsampling is either
+ConvTranspose 4x4/2 (the original) or bilinear x2 + 3x3 conv (fewer checkerboard artefacts).
+D: strided 4x4 convs down to 4x4 -> one logit; conditioning by projection (Miyato & Koyama 2018);
+PacGAN packing (Lin et al. 2018): `pack` images are stacked on the channel axis and judged together.
+With resolution 64, width 64, convtranspose, pack 1 and no classes it is exactly
+pytorch/examples' dcgan (ngf = ndf = 64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganforge.models import ModelSpec, register
+
+
+def _widths(resolution: int, width: int, max_channels: int) -> list[int]:
+    """Channels at 4x4, 8x8, ..., resolution/2 (the last block before the image)."""
+    n = int(math.log2(resolution)) - 2  # number of x2 steps between 4x4 and the image
+    return [min(width * 2 ** (n - 1 - i), max_channels) for i in range(n)]
+
+
+def init_weights(m: nn.Module) -> None:
+    """DCGAN init: N(0, 0.02) convs, N(1, 0.02) BN scales."""
+    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        widths = _widths(spec.resolution, spec.g_width, spec.max_channels)
+        self.embed = nn.Embedding(spec.num_classes, spec.z_dim) if spec.num_classes else None
+        z_in = spec.z_dim * (2 if self.embed is not None else 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_in, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        outs = [*widths[1:], spec.channels]
+        for i, (c_in, c_out) in enumerate(zip(widths, outs, strict=True)):
+            last = i == len(widths) - 1
+            if spec.g_upsample == "convtranspose":
+                layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
+            else:
+                up = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=last)  # an output bias lets the background reach -1
+                layers += [nn.Upsample(scale_factor=2, mode="bilinear"), up]
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this generator is class-conditional: pass labels y")
+            z = torch.cat([z, self.embed(y)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        widths = _widths(spec.resolution, spec.d_width, spec.max_channels)[::-1]  # resolution/2 ... 4x4
+        layers: list[nn.Module] = [nn.Conv2d(spec.channels * spec.pack, widths[0], 4, 2, 1, bias=False)]
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)
+        self.embed = nn.Embedding(spec.num_classes, widths[-1]) if spec.num_classes else None
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.spec.pack
+        if p > 1:  # consecutive groups of `pack` images become one sample with pack*C channels
+            b, c, h, w = x.shape
+            x = x.reshape(b // p, p * c, h, w)
+        h = self.features(x)
+        out = self.head(h).flatten()
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is class-conditional: pass labels y")
+            y = y[::p]
+            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
+        return out
+
+
+@register("dcgan")
+def build_dcgan(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    return Generator(spec), Discriminator(spec)

@@ -1,0 +1,1 @@
+"""Training: the GAN step and loop, EMA, checkpoints, batch sampling."""

@@ -1,0 +1,400 @@
+"""The train stage: one GAN step (`GANStep`) and the loop around it (`train`).
+
+The loop keeps the host and the device apart: per-step statistics are summed on the device and
+read back only at log points, where NaN/Inf is caught before anything is written. Checkpoints hold
+the full state (G, D, EMA G, both optimisers, grad scaler, RNG states, step, config), so
+`--resume` continues bit-for-bit where the run stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from ganforge import tracking
+from ganforge.config import Config, TrainConfig
+from ganforge.data.dataset import PreparedData
+from ganforge.errors import GanforgeError, TrainingDiverged
+from ganforge.losses import LOSSES
+from ganforge.models import ModelSpec, build
+from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.training import checkpoint
+from ganforge.training.sampler import BatchSampler
+
+STATS = ("loss_d", "loss_g", "d_real", "d_fake")  # D(x), D(G(z)) as probabilities
+# Settings that may change between a checkpoint and its resume: how long and how, not what.
+RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision"}
+
+
+def pick_device(pref: str) -> torch.device:
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise GanforgeError(f"train.device={pref}: no CUDA device is available here (use auto or cpu)")
+    if pref == "mps" and not torch.backends.mps.is_available():
+        raise GanforgeError("train.device=mps: no MPS device is available here (use auto or cpu)")
+    return torch.device(pref)
+
+
+def pick_precision(pref: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32. auto = bf16 where the hardware has it."""
+    if pref == "fp32":
+        return None
+    if pref == "bf16":
+        return torch.bfloat16
+    if pref == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+class GANStep:
+    """Generator, discriminator, EMA generator, optimisers, and one training step (D, then G)."""
+
+    def __init__(self, tc: TrainConfig, spec: ModelSpec, device: torch.device, amp: torch.dtype | None) -> None:
+        self.spec = spec
+        self.device = device
+        self.amp = amp
+        self.loss = LOSSES[tc.loss]
+        self.ema_decay = tc.ema_decay
+        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        G, D = build(spec)
+        self.G = G.to(device, memory_format=self.memory_format)
+        self.D = D.to(device, memory_format=self.memory_format)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        fused = device.type in ("cuda", "cpu")
+        betas = (tc.beta1, tc.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas, fused=fused)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tc.lr_d, betas=betas, fused=fused)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        self.step_count = 0
+
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+
+    def batch(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW -> float in [-1, 1] on the device, in the models' memory format."""
+        x = images_u8.to(self.device, non_blocking=True).float().mul_(2 / 255).sub_(1)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """One D update and one G update on a batch; returns STATS as a device tensor (no host sync)."""
+        z = torch.randn(real.shape[0], self.spec.z_dim, device=self.device)
+        with self.autocast():
+            fake = self.G(z, y)
+            d_real = self.D(real, y).float()
+            d_fake = self.D(fake.detach(), y).float()
+            loss_d = self.loss.d(d_real, d_fake)
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_D)
+        with self.autocast():
+            loss_g = self.loss.g(self.D(fake, y).float())
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_G)
+        self.scaler.update()
+        self.update_ema()
+        self.step_count += 1
+        return torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        # warm-up: early on the average follows G closely, so short runs are not dragged back to init
+        t = self.step_count
+        decay = min(self.ema_decay, (1 + t) / (10 + t))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step_count = int(state["step"])
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    steps: int
+    start_step: int
+    images_per_sec: float
+    seconds: float
+    loss_d: float
+    loss_g: float
+    d_real: float
+    d_fake: float
+    device: str
+    precision: str
+    run_id: str | None
+    interrupted: bool = False
+
+    def line(self, paths: Paths) -> str:
+        done = self.steps - self.start_step
+        what = "interrupted at" if self.interrupted else "trained to"
+        return (
+            f"train: {what} step {self.steps} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
+            f"{self.precision}) in {self.seconds:.0f}s; loss_d {self.loss_d:.3f} loss_g {self.loss_g:.3f} -> "
+            f"{paths.checkpoint}, {paths.samples_latest}"
+            + (f"; MLflow run {self.run_id}" if self.run_id else "")
+            + ("; continue with `ganforge train --resume`" if self.interrupted else "")
+        )
+
+
+class _StopFlag:
+    """First Ctrl-C/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: abort."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: Config) -> None:
+    now = cfg.model_dump(mode="json")
+    diffs = [f"data.{k}" for k in now["data"] if saved["data"].get(k) != now["data"][k]]
+    diffs += [f"train.{k}" for k in now["train"] if k not in RESUMABLE and saved["train"].get(k) != now["train"][k]]
+    if diffs:
+        raise GanforgeError(
+            f"--resume: the checkpoint was trained with other settings ({', '.join(diffs)}); "
+            "restore them, or train from scratch without --resume"
+        )
+
+
+def _sample_grid(gan: GANStep, z: torch.Tensor, y: torch.Tensor | None, cols: int, out: Path) -> None:
+    with torch.no_grad():
+        images = gan.G_ema(z.to(gan.device), None if y is None else y.to(gan.device)).float().cpu()
+    with atomic_path(out) as tmp:
+        save_image(images, tmp, nrow=cols, normalize=True, value_range=(-1, 1), padding=1, format="png")
+
+
+def _fixed_inputs(spec: ModelSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The same noise (and labels) at every snapshot: one row per class, or an 8x8 grid."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    if spec.num_classes:
+        rows, cols = min(spec.num_classes, 16), 10
+        y = torch.arange(rows).repeat_interleave(cols)
+    else:
+        rows, cols, y = 8, 8, None
+    return torch.randn(rows * cols, spec.z_dim, generator=g), y, cols
+
+
+class _LossLog:
+    """plots/train_losses.csv: one row per log interval (means over the interval)."""
+
+    def __init__(self, path: Path, start_step: int) -> None:
+        self.path = path
+        rows: list[list[str]] = []
+        if start_step and path.exists():
+            with path.open(newline="") as f:
+                rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= start_step]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *STATS])
+            w.writerows(rows)
+        self.file = path.open("a", newline="")
+        self.writer = csv.writer(self.file)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        self.writer.writerow([step, *(f"{values[k]:.6g}" for k in STATS)])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True) -> TrainSummary:
+    """Train from params; write checkpoint, sample grids, loss CSV, metrics/train.json, MLflow run."""
+    tc = cfg.train
+    data = PreparedData.open(paths.prepared)
+    if tc.conditional and data.num_classes < 2:
+        raise GanforgeError(
+            f"train.conditional is true but {paths.prepared} has {data.num_classes} classes "
+            "(use one sub-folder per class, or set train.conditional=false)"
+        )
+    images, labels = data.load("train")
+    if len(images) == 0:
+        raise GanforgeError(f"{paths.prepared}: the train split is empty (lower data.test_fraction)")
+    device = pick_device(tc.device)
+    amp = pick_precision(tc.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    torch.manual_seed(tc.seed)
+    spec = ModelSpec(
+        model=tc.model,
+        resolution=data.resolution,
+        channels=data.channels,
+        num_classes=data.num_classes if tc.conditional else 0,
+        z_dim=tc.z_dim,
+        g_width=tc.g_width,
+        d_width=tc.d_width,
+        max_channels=tc.max_channels,
+        g_upsample=tc.g_upsample,
+        pack=tc.pack,
+    )
+    gan = GANStep(tc, spec, device, amp)
+    sampler = BatchSampler(labels, tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
+    if resume:
+        state = checkpoint.load(paths.checkpoint, map_location=device)
+        _check_resumable(state["config"], cfg)
+        gan.load_state_dict(state)
+        sampler.set_state(state["rng"]["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    elif paths.samples_dir.exists():  # a fresh run: old snapshots belong to another run
+        for old in paths.samples_dir.glob("step_*.png"):
+            old.unlink()
+    start = gan.step_count
+    if start >= tc.steps:
+        raise GanforgeError(f"--resume: the checkpoint is already at step {start} >= train.steps={tc.steps}")
+
+    run = tracking.start_train_run(cfg, paths.mlflow_run, resume=resume)
+    conditional = spec.num_classes > 0
+    fixed_z, fixed_y, cols = _fixed_inputs(spec, tc.seed)
+    paths.samples_dir.mkdir(parents=True, exist_ok=True)
+    log = _LossLog(paths.train_losses, start)
+    acc = torch.zeros(len(STATS), device=device)
+    n_acc = 0
+    last: dict[str, float] = {}
+    last_good_step = start
+
+    def save_checkpoint(step: int) -> None:
+        rng = {"torch": torch.get_rng_state(), "sampler": sampler.state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint.save(
+            paths.checkpoint,
+            {
+                **gan.state_dict(),
+                "spec": spec.to_dict(),
+                "config": cfg.model_dump(mode="json"),
+                "class_names": list(data.class_names),
+                "rng": rng,
+                "stats": dict(last),
+            },
+        )
+
+    t0 = time.perf_counter()
+    status = "FAILED"
+    step = start
+    try:
+        with (
+            _StopFlag() as stop,
+            tqdm(
+                total=tc.steps, initial=start, desc="train", unit="step", disable=not progress, mininterval=1.0
+            ) as bar,
+        ):
+            while step < tc.steps:
+                idx = sampler.next()
+                y = labels[idx].to(device, non_blocking=True) if conditional else None
+                acc += gan.step(gan.batch(images[idx]), y)
+                n_acc += 1
+                step += 1
+                bar.update(1)
+                end = step == tc.steps or stop.set
+                if end or step % tc.log_every == 0 or step % tc.checkpoint_every == 0:
+                    values = dict(zip(STATS, (acc / n_acc).tolist(), strict=True))
+                    bad = [k for k in STATS[:2] if not math.isfinite(values[k])]
+                    if bad:
+                        raise TrainingDiverged(
+                            f"train: {bad[0]} became {values[bad[0]]} between steps {step - n_acc + 1} and {step}; "
+                            f"the last good checkpoint ({paths.checkpoint}, step {last_good_step}) is intact; "
+                            "try lower train.lr_g/train.lr_d or train.precision=fp32"
+                        )
+                    acc.zero_()
+                    n_acc = 0
+                    last = values
+                    log.write(step, values)
+                    run.log_metrics(step, values)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+                if end or step % tc.sample_every == 0:
+                    snap = paths.samples_dir / f"step_{step:06d}.png"
+                    _sample_grid(gan, fixed_z, fixed_y, cols, snap)
+                    with atomic_path(paths.samples_latest) as tmp:
+                        tmp.write_bytes(snap.read_bytes())
+                    run.log_artifact(snap, "samples")
+                if end or step % tc.checkpoint_every == 0:
+                    save_checkpoint(step)
+                    last_good_step = step
+                if stop.set:
+                    break
+        seconds = time.perf_counter() - t0
+        interrupted = step < tc.steps
+        if not interrupted:
+            run.log_metrics(
+                step, {"images_per_sec": (step - start) * tc.batch_size / seconds, "train_seconds": seconds}
+            )
+        status = "KILLED" if interrupted else "FINISHED"
+    finally:
+        log.close()
+        run.finish(status)
+    summary = TrainSummary(
+        steps=step,
+        start_step=start,
+        images_per_sec=(step - start) * tc.batch_size / max(seconds, 1e-9),
+        seconds=seconds,
+        **{k: last[k] for k in STATS},
+        device=str(device),
+        precision=precision_name(amp),
+        run_id=run.run_id or None,
+        interrupted=interrupted,
+    )
+    if not interrupted:
+        write_text_atomic(paths.metrics / "train.json", json.dumps(asdict(summary), indent=2) + "\n")
+    return summary

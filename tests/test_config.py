@@ -1,0 +1,106 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganforge.cli import main
+from ganforge.config import Config, load_config
+from ganforge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_are_valid_and_complete():
+    cfg = load_config(ROOT / "params.yaml")
+    assert cfg.data.source == "digits"
+    assert cfg.train.conditional
+    # params.yaml spells out every knob: nothing falls back to a hidden default
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, model in Config.model_fields.items():
+        assert set(raw[section]) == set(model.annotation.model_fields), section
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("data.resolution=33", "data.resolution: expected a power of two from 16 to 256 (got 33)"),
+        ("data.resolution=512", "data.resolution"),
+        ("train.lr_g=-0.001", "train.lr_g: Input should be greater than 0"),
+        ("train.steps=many", "train.steps: Input should be a valid integer"),
+        ("train.bogus=1", "train.bogus: unknown key"),
+        ("bogus.x=1", "bogus: unknown key"),
+        ("train.loss=wasserstein", "train.loss: expected one of ['hinge', 'nonsat']"),
+        ("train.model=stylegan9", "train.model: expected one of"),
+        ("train.batch_size=63", "must be a multiple of train.pack"),
+        ("train.device=tpu", "train.device: expected auto, cpu, cuda, cuda:N or mps"),
+        ("data.source=folder", "needs data.path"),
+        ("data.channels=2", "data.channels"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "params.yaml", [override])
+    msg = str(err.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_overrides_are_typed():
+    cfg = load_config(ROOT / "params.yaml", ["train.steps=7", "train.lr_d=1e-3", "data.path=/x", "train.pack=1"])
+    assert cfg.train.steps == 7 and cfg.train.lr_d == 1e-3 and cfg.data.path == "/x" and cfg.train.pack == 1
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=3", "train..steps=3", "train.steps.x=3"])
+def test_malformed_overrides(bad):
+    with pytest.raises(ConfigError):
+        load_config(ROOT / "params.yaml", [bad])
+
+
+def test_params_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="no such params file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config(empty) == Config()
+
+
+def test_cli_config_error_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    assert main(["train", "--set", "data.resolution=33"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: params.yaml: data.resolution")
+    assert not (tmp_path / "models").exists()  # stopped before any work
+
+
+def test_cli_no_traceback_in_a_real_process(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    out = subprocess.run(
+        [sys.executable, "-m", "ganforge", "prepare", "--set", "train.lr_g=-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: params.yaml: train.lr_g: Input should be greater than 0 (got -1)"
+    ]
+
+
+def test_cli_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "ganforge", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for cmd in ("prepare", "train", "config", "report"):
+        assert cmd in out.stdout

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from ganforge.losses import LOSSES
+from ganforge.models import MODELS, ModelSpec, build
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64, 128, 256])
+@pytest.mark.parametrize("num_classes", [0, 10])
+@pytest.mark.parametrize("upsample", ["bilinear", "convtranspose"])
+def test_shapes_at_every_resolution(resolution, num_classes, upsample):
+    width = 8 if resolution >= 128 else 16
+    spec = ModelSpec("dcgan", resolution, 3, num_classes, z_dim=16, g_width=width, d_width=width, g_upsample=upsample)
+    G, D = build(spec)
+    z = torch.randn(4, 16)
+    y = torch.tensor([0, 1, 2, 9]) if num_classes else None
+    x = G(z, y)
+    assert x.shape == (4, 3, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1
+    assert D(x, y).shape == (4,)
+
+
+def test_packing_judges_groups():
+    spec = ModelSpec("dcgan", 32, 1, 10, z_dim=8, g_width=8, d_width=8, pack=2)
+    G, D = build(spec)
+    y = torch.tensor([3, 3, 5, 5, 7, 7])
+    out = D(G(torch.randn(6, 8), y), y)
+    assert out.shape == (3,)
+
+
+def test_conditioning_changes_output():
+    spec = ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8)
+    G, _ = build(spec)
+    G.eval()
+    z = torch.randn(2, 8)
+    assert not torch.allclose(G(z, torch.tensor([0, 0])), G(z, torch.tensor([1, 1])))
+    with pytest.raises(ValueError, match="class-conditional"):
+        G(z)
+
+
+def test_dcgan_64_matches_pytorch_examples_sizes():
+    """nz=100, ngf=ndf=64, nc=3, ConvTranspose: the same parameter counts as pytorch/examples dcgan."""
+    spec = ModelSpec("dcgan", 64, 3, 0, z_dim=100, g_upsample="convtranspose", pack=1)
+    G, D = build(spec)
+    assert n_params(G) == 3_576_704
+    assert n_params(D) == 2_765_568
+
+
+def test_registry_and_losses():
+    assert "dcgan" in MODELS
+    real, fake = torch.tensor([3.0, -2.0]), torch.tensor([-3.0, 0.5])
+    for name, loss in LOSSES.items():
+        d, g = loss.d(real, fake), loss.g(fake)
+        assert d.ndim == 0 and g.ndim == 0 and torch.isfinite(d) and torch.isfinite(g), name
+    # non-saturating on logits == BCE with a sigmoid
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))
+    assert torch.allclose(LOSSES["nonsat"].d(real, fake), expected)
+    assert torch.allclose(LOSSES["hinge"].d(real, fake), torch.tensor((0 + 3) / 2 + (0 + 1.5) / 2))

@@ -1,0 +1,136 @@
+"""The pipeline for real: `dvc repro` and `dvc exp run` in a temporary git repo made from this
+checkout, with tiny params; the MLflow run is read back from the sqlite store DVC's stages wrote."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data": {"resolution": 16},
+    "train": {
+        "steps": 6,
+        "g_width": 8,
+        "d_width": 8,
+        "z_dim": 8,
+        "batch_size": 16,
+        "log_every": 2,
+        "sample_every": 3,
+        "checkpoint_every": 3,
+    },
+}
+
+
+def run(cmd, cwd, env, timeout=300):
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{cmd} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git repo holding exactly what a fresh clone of this checkout holds, with tiny params."""
+    dest = tmp_path_factory.mktemp("clone") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for stale in ("data/prepared", "models", "metrics", "plots", "mlflow.db", "mlartifacts"):
+        p = dest / stale
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-q", "-m", "tiny"], dest, env)
+    return dest, env
+
+
+def mlflow_client(repo_dir: Path):
+    from mlflow.tracking import MlflowClient
+
+    db = repo_dir / "mlflow.db"
+    assert db.exists(), "the default store is sqlite:///<repo root>/mlflow.db"
+    return MlflowClient(tracking_uri=f"sqlite:///{db}")
+
+
+def test_dvc_repro_end_to_end(repo):
+    dest, env = repo
+    dvc = [sys.executable, "-m", "dvc"]
+    out = run([*dvc, "repro"], dest, env)
+    assert "prepare:" in out and "train: trained to step 6" in out
+
+    prep = json.loads((dest / "metrics/prepare.json").read_text())
+    assert prep["kept"] == 1797 and prep["num_classes"] == 10 and prep["resolution"] == 16
+    import pandas as pd
+
+    manifest = pd.read_parquet(dest / "data/prepared/manifest.parquet")
+    assert len(manifest) == 1797 and set(manifest["status"]) == {"kept"}
+    assert json.loads((dest / "metrics/train.json").read_text())["steps"] == 6
+    assert (dest / "plots/samples.png").stat().st_size > 0
+    assert sorted(p.name for p in (dest / "plots/samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    assert (dest / "models/checkpoint.pt").exists()
+
+    # the MLflow run, read back from the sqlite store at the repo root
+    run_id = json.loads((dest / "models/mlflow_run.json").read_text())["run_id"]
+    client = mlflow_client(dest)
+    r = client.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    assert r.data.params["train.steps"] == "6" and r.data.params["data.resolution"] == "16"
+    head = run(["git", "rev-parse", "HEAD"], dest, env).strip()
+    assert r.data.tags["mlflow.source.git.commit"] == head
+    assert [m.step for m in client.get_metric_history(run_id, "loss_d")] == [
+        2,
+        3,
+        4,
+        6,
+    ]  # checkpoints flush the log too
+    assert "images_per_sec" in r.data.metrics
+    arts = [a.path for a in client.list_artifacts(run_id, "samples")]
+    assert arts == ["samples/step_000003.png", "samples/step_000006.png"]
+
+    # nothing changed: DVC skips both stages
+    again = run([*dvc, "repro"], dest, env)
+    assert "didn't change, skipping" in again and "train: trained" not in again
+
+    # plots render from the loss CSV
+    run([*dvc, "plots", "show", "-o", "dvc_plots"], dest, env)
+    html = (dest / "dvc_plots/index.html").read_text()
+    assert "loss_d" in html and "d_fake" in html
+
+
+def test_dvc_exp_run_with_override(repo):
+    dest, env = repo
+    dvc = [sys.executable, "-m", "dvc"]
+    out = run([*dvc, "exp", "run", "-n", "longer", "-S", "train.steps=8"], dest, env)
+    assert "train: trained to step 8" in out
+    assert json.loads((dest / "metrics/train.json").read_text())["steps"] == 8
+    shown = run([*dvc, "exp", "show", "--csv"], dest, env)
+    assert "longer" in shown
+    runs = mlflow_client(dest).search_runs(
+        [mlflow_client(dest).get_experiment_by_name("ganforge").experiment_id],
+        filter_string="tags.`dvc.exp_name` = 'longer'",
+    )
+    assert len(runs) == 1 and runs[0].data.params["train.steps"] == "8"

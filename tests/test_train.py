@@ -1,0 +1,161 @@
+import csv
+import shutil
+import signal
+
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.config import load_config
+from ganforge.errors import GanforgeError, TrainingDiverged
+from ganforge.paths import Paths
+from ganforge.training import checkpoint
+from ganforge.training.loop import GANStep, train
+
+from .conftest import ROOT
+
+TINY = [
+    "train.g_width=8",
+    "train.d_width=8",
+    "train.z_dim=8",
+    "train.batch_size=16",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.checkpoint_every=4",
+    "train.device=cpu",
+    "tracking.enabled=false",
+]
+
+
+def workdir(tmp_path, digits16, name):
+    paths = Paths(tmp_path / name)
+    shutil.copytree(digits16, paths.prepared)
+    return paths
+
+
+def cfg(*extra):
+    return load_config(ROOT / "params.yaml", [*TINY, *extra])
+
+
+def states_equal(a, b):
+    for key in ("G", "D", "G_ema"):
+        for name, t in a[key].items():
+            assert torch.equal(t, b[key][name]), f"{key}.{name}"
+    for key in ("opt_G", "opt_D"):
+        for pid, st in a[key]["state"].items():
+            for name, t in st.items():
+                assert torch.equal(t, b[key]["state"][pid][name]), f"{key}.{pid}.{name}"
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert torch.equal(a["rng"]["sampler"], b["rng"]["sampler"])
+
+
+def test_train_writes_every_output(tmp_path, digits16):
+    paths = workdir(tmp_path, digits16, "run")
+    s = train(cfg("train.steps=8"), paths, progress=False)
+    assert s.steps == 8 and s.images_per_sec > 0 and not s.interrupted
+    assert sorted(p.name for p in paths.samples_dir.iterdir()) == ["step_000004.png", "step_000008.png"]
+    grid = Image.open(paths.samples_latest)
+    assert grid.size == (10 * 17 + 1, 10 * 17 + 1)  # one row per class, 10 columns, 16 px + padding
+    rows = list(csv.DictReader(paths.train_losses.open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
+    assert set(rows[0]) == {"step", "loss_d", "loss_g", "d_real", "d_fake"}
+    metrics = (paths.metrics / "train.json").read_text()
+    assert '"steps": 8' in metrics and "images_per_sec" in metrics
+    state = checkpoint.load(paths.checkpoint)
+    assert state["step"] == 8 and state["class_names"] == [str(i) for i in range(10)]
+    G = checkpoint.load_generator(paths.checkpoint)
+    assert G(torch.randn(3, 8), torch.tensor([1, 2, 3])).shape == (3, 1, 16, 16)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_exact(tmp_path, digits16, precision):
+    straight = workdir(tmp_path, digits16, "straight")
+    train(cfg("train.steps=10", f"train.precision={precision}"), straight, progress=False)
+    halves = workdir(tmp_path, digits16, "halves")
+    train(cfg("train.steps=5", f"train.precision={precision}"), halves, progress=False)
+    s = train(cfg("train.steps=10", f"train.precision={precision}"), halves, resume=True, progress=False)
+    assert s.start_step == 5 and s.steps == 10
+    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(halves.checkpoint))
+    # the same loss rows wherever the log intervals coincide (the first half also logged its last step, 5)
+    rows_a = {r["step"]: r for r in csv.DictReader(straight.train_losses.open())}
+    rows_b = {r["step"]: r for r in csv.DictReader(halves.train_losses.open())}
+    assert list(rows_b) == ["2", "4", "5", "6", "8", "10"]
+    assert all(rows_a[k] == rows_b[k] for k in ("2", "4", "8", "10"))
+
+
+def test_resume_refuses_other_settings(tmp_path, digits16):
+    paths = workdir(tmp_path, digits16, "run")
+    train(cfg("train.steps=4"), paths, progress=False)
+    with pytest.raises(GanforgeError, match=r"other settings \(train.lr_g\)"):
+        train(cfg("train.steps=8", "train.lr_g=0.001"), paths, resume=True, progress=False)
+    with pytest.raises(GanforgeError, match="already at step 4"):
+        train(cfg("train.steps=4"), paths, resume=True, progress=False)
+
+
+def test_interrupt_checkpoints_then_resume_matches(tmp_path, digits16, monkeypatch):
+    straight = workdir(tmp_path, digits16, "straight")
+    train(cfg("train.steps=8"), straight, progress=False)
+
+    paths = workdir(tmp_path, digits16, "interrupted")
+    real_step = GANStep.step
+
+    def step_then_ctrl_c(self, real, y):
+        out = real_step(self, real, y)
+        if self.step_count == 3:
+            signal.raise_signal(signal.SIGINT)  # as a user's Ctrl-C: the loop finishes the step and saves
+        return out
+
+    monkeypatch.setattr(GANStep, "step", step_then_ctrl_c)
+    s = train(cfg("train.steps=8"), paths, progress=False)
+    assert s.interrupted and s.steps == 3 and "--resume" in s.line(paths)
+    assert checkpoint.load(paths.checkpoint)["step"] == 3
+    assert not (paths.metrics / "train.json").exists()
+    monkeypatch.setattr(GANStep, "step", real_step)
+    train(cfg("train.steps=8"), paths, resume=True, progress=False)
+    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(paths.checkpoint))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monkeypatch):
+    paths = workdir(tmp_path, digits16, "nan")
+    real_step = GANStep.step
+
+    def poisoned(self, real, y):
+        if self.step_count >= 5:  # from step 6 on, the data carries a NaN
+            real = real.clone()
+            real[0, 0, 0, 0] = float("nan")
+        return real_step(self, real, y)
+
+    monkeypatch.setattr(GANStep, "step", poisoned)
+    with pytest.raises(TrainingDiverged) as err:
+        train(cfg("train.steps=12"), paths, progress=False)
+    msg = str(err.value)
+    assert "loss_d became nan between steps 5 and 6" in msg and "step 4" in msg and "\n" not in msg
+    state = checkpoint.load(paths.checkpoint)
+    assert state["step"] == 4
+    assert all(torch.isfinite(t).all() for t in state["G"].values() if t.is_floating_point())
+    assert [int(r["step"]) for r in csv.DictReader(paths.train_losses.open())] == [2, 4]
+    assert not (paths.metrics / "train.json").exists()
+
+
+def test_unconditional_and_nonsat(tmp_path, digits16):
+    paths = workdir(tmp_path, digits16, "uncond")
+    s = train(
+        cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.pack=1"), paths, progress=False
+    )
+    assert s.steps == 2
+    assert Image.open(paths.samples_latest).size == (8 * 17 + 1, 8 * 17 + 1)
+
+
+def test_clear_errors(tmp_path, digits16):
+    with pytest.raises(GanforgeError, match="run `ganforge prepare` first"):
+        train(cfg("train.steps=2"), Paths(tmp_path / "empty"), progress=False)
+    paths = workdir(tmp_path, digits16, "run")
+    with pytest.raises(GanforgeError, match="no checkpoint"):
+        train(cfg("train.steps=2"), paths, resume=True, progress=False)
+    paths.checkpoint.parent.mkdir(parents=True)
+    paths.checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(GanforgeError, match="not a readable ganforge checkpoint"):
+        train(cfg("train.steps=2"), paths, resume=True, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(GanforgeError, match="no CUDA device"):
+            train(cfg("train.steps=2", "train.device=cuda"), paths, progress=False)
