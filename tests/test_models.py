@@ -11,10 +11,12 @@ def n_params(m: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("resolution", [16, 32, 64, 128, 256])
 @pytest.mark.parametrize("num_classes", [0, 10])
-@pytest.mark.parametrize("upsample", ["bilinear", "convtranspose"])
-def test_shapes_at_every_resolution(resolution, num_classes, upsample):
+@pytest.mark.parametrize(("upsample", "d_norm"), [("bilinear", "spectral"), ("convtranspose", "batch")])
+def test_shapes_at_every_resolution(resolution, num_classes, upsample, d_norm):
     width = 8 if resolution >= 128 else 16
-    spec = ModelSpec("dcgan", resolution, 3, num_classes, z_dim=16, g_width=width, d_width=width, g_upsample=upsample)
+    spec = ModelSpec(
+        "dcgan", resolution, 3, num_classes, z_dim=16, g_width=width, d_width=width, g_upsample=upsample, d_norm=d_norm
+    )
     G, D = build(spec)
     z = torch.randn(4, 16)
     y = torch.tensor([0, 1, 2, 9]) if num_classes else None
@@ -48,6 +50,17 @@ def test_dcgan_64_matches_pytorch_examples_sizes():
     G, D = build(spec)
     assert n_params(G) == 3_576_704
     assert n_params(D) == 2_765_568
+
+
+@pytest.mark.parametrize("d_norm", ["batch", "spectral", "none"])
+def test_discriminator_norms(d_norm):
+    spec = ModelSpec("dcgan", 32, 1, 10, z_dim=8, g_width=8, d_width=8, d_norm=d_norm, pack=2)
+    _, D = build(spec)
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    has_sn = any("parametrizations" in name for name, _ in D.named_parameters())
+    assert (has_bn, has_sn) == (d_norm == "batch", d_norm == "spectral")
+    y = torch.tensor([1, 1, 4, 4])
+    assert D(torch.randn(4, 1, 32, 32), y).shape == (2,)
 
 
 def test_registry_and_losses():

@@ -78,6 +78,7 @@ class TrainConfig(Section):
     d_width: int = Field(64, ge=4, le=1024)
     max_channels: int = Field(512, ge=8, le=4096)
     g_upsample: Literal["convtranspose", "bilinear"] = "bilinear"
+    d_norm: Literal["batch", "spectral", "none"] = "spectral"
     loss: str = "hinge"
     pack: int = Field(2, ge=1, le=8)
     steps: int = Field(1500, ge=1)

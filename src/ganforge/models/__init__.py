@@ -28,6 +28,7 @@ class ModelSpec:
     d_width: int = 64
     max_channels: int = 512
     g_upsample: str = "bilinear"
+    d_norm: str = "batch"
     pack: int = 1
 
     def to_dict(self) -> dict:

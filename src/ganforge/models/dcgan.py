@@ -68,18 +68,31 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """`d_norm`: "batch" (the original; BN sees real and fake batches apart, so it cannot see a shift
+    of the whole fake batch, e.g. a grey background), "spectral" (Miyato et al. 2018) or "none"."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
         widths = _widths(spec.resolution, spec.d_width, spec.max_channels)[::-1]  # resolution/2 ... 4x4
-        layers: list[nn.Module] = [nn.Conv2d(spec.channels * spec.pack, widths[0], 4, 2, 1, bias=False)]
-        layers.append(nn.LeakyReLU(0.2, inplace=True))
+
+        def conv(c_in: int, c_out: int, k: int, s: int, p: int) -> nn.Conv2d:
+            return nn.Conv2d(c_in, c_out, k, s, p, bias=spec.d_norm != "batch")
+
+        layers: list[nn.Module] = [conv(spec.channels * spec.pack, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(widths, widths[1:], strict=False):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            layers.append(conv(c_in, c_out, 4, 2, 1))
+            if spec.d_norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2, True))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)
+        self.head = conv(widths[-1], 1, 4, 1, 0)
         self.embed = nn.Embedding(spec.num_classes, widths[-1]) if spec.num_classes else None
         self.apply(init_weights)
+        if spec.d_norm == "spectral":
+            for m in list(self.modules()):
+                if isinstance(m, nn.Conv2d | nn.Embedding):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         p = self.spec.pack

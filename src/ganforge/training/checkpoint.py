@@ -19,7 +19,8 @@ def save(path: Path, state: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, **state}, tmp)
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
     if not path.exists():
         raise GanforgeError(f"{path}: no checkpoint (run `ganforge train` first)")
     try:
@@ -31,7 +32,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return state
 
 
-def load_generator(path: Path, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_generator(path: Path | str, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The generator of a checkpoint, in eval mode: `G(z, y)` -> images in [-1, 1]."""
     state = load(path, map_location=device)
     G = build_generator(ModelSpec(**state["spec"]))

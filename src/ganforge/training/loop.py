@@ -75,7 +75,9 @@ def precision_name(dtype: torch.dtype | None) -> str:
 class GANStep:
     """Generator, discriminator, EMA generator, optimisers, and one training step (D, then G)."""
 
-    def __init__(self, tc: TrainConfig, spec: ModelSpec, device: torch.device, amp: torch.dtype | None) -> None:
+    def __init__(
+        self, tc: TrainConfig, spec: ModelSpec, device: torch.device, amp: torch.dtype | None, fused: bool = True
+    ) -> None:
         self.spec = spec
         self.device = device
         self.amp = amp
@@ -86,7 +88,7 @@ class GANStep:
         self.G = G.to(device, memory_format=self.memory_format)
         self.D = D.to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        fused = device.type in ("cuda", "cpu")
+        fused = fused and device.type in ("cuda", "cpu")  # one kernel per optimiser step, not one per tensor
         betas = (tc.beta1, tc.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tc.lr_d, betas=betas, fused=fused)
@@ -285,6 +287,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         d_width=tc.d_width,
         max_channels=tc.max_channels,
         g_upsample=tc.g_upsample,
+        d_norm=tc.d_norm,
         pack=tc.pack,
     )
     gan = GANStep(tc, spec, device, amp)
@@ -396,5 +399,6 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         interrupted=interrupted,
     )
     if not interrupted:
-        write_text_atomic(paths.metrics / "train.json", json.dumps(asdict(summary), indent=2) + "\n")
+        metrics = {k: v for k, v in asdict(summary).items() if k not in ("start_step", "run_id", "interrupted")}
+        write_text_atomic(paths.metrics / "train.json", json.dumps(metrics, indent=2) + "\n")
     return summary
