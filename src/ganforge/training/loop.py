@@ -275,6 +275,8 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     amp = pick_precision(tc.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        if images.nbytes <= 2**31:  # small sets live on the GPU: no host-to-device copy per step
+            images, labels = images.to(device), labels.to(device)
 
     torch.manual_seed(tc.seed)
     spec = ModelSpec(
@@ -291,7 +293,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         pack=tc.pack,
     )
     gan = GANStep(tc, spec, device, amp)
-    sampler = BatchSampler(labels, tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
+    sampler = BatchSampler(labels.cpu(), tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
     if resume:
         state = checkpoint.load(paths.checkpoint, map_location=device)
         _check_resumable(state["config"], cfg)
