@@ -78,7 +78,11 @@ class NoRun(TrainRun):
 
 
 def _client() -> Any:
+    import logging
+
     from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Creating initial MLflow database tables..."
 
     return MlflowClient(tracking_uri=tracking_uri())
 
