@@ -40,6 +40,7 @@ from tqdm import tqdm
 from ganforge.config import DataConfig
 from ganforge.data.sources import Item, Source, open_source
 from ganforge.errors import GanforgeError
+from ganforge.paths import write_text_atomic
 
 FORMAT = 1
 SPLITS = ("train", "test")
@@ -292,14 +293,6 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
             old.unlink()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp name beside `path`, then rename it (parents created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def prepare(cfg: DataConfig, out_dir: Path, metrics_path: Path, progress: bool = True) -> PrepareSummary:
     """Run the prepare stage: read `cfg`'s source, write `out_dir` (atomically) and `metrics_path`."""
     start = time.perf_counter()
@@ -330,5 +323,5 @@ def prepare(cfg: DataConfig, out_dir: Path, metrics_path: Path, progress: bool =
         seconds=round(time.perf_counter() - start, 3),
         out_dir=str(out_dir),
     )
-    write_json_atomic(metrics_path, asdict(summary))
+    write_text_atomic(metrics_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -353,7 +353,9 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                 step += 1
                 bar.update(1)
                 end = step == tc.steps or stop.set
-                if end or step % tc.log_every == 0 or step % tc.checkpoint_every == 0:
+                sample_now = end or step % tc.sample_every == 0
+                checkpoint_now = end or step % tc.checkpoint_every == 0
+                if sample_now or checkpoint_now or step % tc.log_every == 0:  # nothing is written unchecked
                     values = dict(zip(STATS, (acc / n_acc).tolist(), strict=True))
                     bad = [k for k in STATS[:2] if not math.isfinite(values[k])]
                     if bad:
@@ -368,39 +370,36 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                     log.write(step, values)
                     run.log_metrics(step, values)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-                if end or step % tc.sample_every == 0:
+                if sample_now:
                     snap = paths.samples_dir / f"step_{step:06d}.png"
                     _sample_grid(gan, fixed_z, fixed_y, cols, snap)
                     with atomic_path(paths.samples_latest) as tmp:
                         tmp.write_bytes(snap.read_bytes())
                     run.log_artifact(snap, "samples")
-                if end or step % tc.checkpoint_every == 0:
+                if checkpoint_now:
                     save_checkpoint(step)
                     last_good_step = step
                 if stop.set:
                     break
         seconds = time.perf_counter() - t0
-        interrupted = step < tc.steps
-        if not interrupted:
-            run.log_metrics(
-                step, {"images_per_sec": (step - start) * tc.batch_size / seconds, "train_seconds": seconds}
-            )
-        status = "KILLED" if interrupted else "FINISHED"
+        summary = TrainSummary(
+            steps=step,
+            start_step=start,
+            images_per_sec=(step - start) * tc.batch_size / max(seconds, 1e-9),
+            seconds=seconds,
+            **{k: last[k] for k in STATS},
+            device=str(device),
+            precision=precision_name(amp),
+            run_id=run.run_id or None,
+            interrupted=step < tc.steps,
+        )
+        if not summary.interrupted:
+            run.log_metrics(step, {"images_per_sec": summary.images_per_sec, "train_seconds": seconds})
+        status = "KILLED" if summary.interrupted else "FINISHED"
     finally:
         log.close()
         run.finish(status)
-    summary = TrainSummary(
-        steps=step,
-        start_step=start,
-        images_per_sec=(step - start) * tc.batch_size / max(seconds, 1e-9),
-        seconds=seconds,
-        **{k: last[k] for k in STATS},
-        device=str(device),
-        precision=precision_name(amp),
-        run_id=run.run_id or None,
-        interrupted=interrupted,
-    )
-    if not interrupted:
+    if not summary.interrupted:
         metrics = {k: v for k, v in asdict(summary).items() if k not in ("start_step", "run_id", "interrupted")}
         write_text_atomic(paths.metrics / "train.json", json.dumps(metrics, indent=2) + "\n")
     return summary
