@@ -27,6 +27,9 @@ TINY = {
         "sample_every": 3,
         "checkpoint_every": 3,
     },
+    "features": {"epochs": 2, "width": 8},
+    "evaluate": {"n_fake": 100, "kid_subsets": 5, "kid_subset_size": 50},
+    "registry": {"model_name": "tiny-digits"},
 }
 
 
@@ -111,9 +114,37 @@ def test_dvc_repro_end_to_end(repo):
     arts = [a.path for a in client.list_artifacts(run_id, "samples")]
     assert arts == ["samples/step_000003.png", "samples/step_000006.png"]
 
-    # nothing changed: DVC skips both stages
+    # evaluate: scores with their protocol, logged to the train run, first version becomes champion
+    ev = json.loads((dest / "metrics/eval.json").read_text())
+    assert ev["protocol"]["extractor"] == "classifier" and ev["protocol"]["n_fake"] == 100
+    assert ev["registry"]["version"] == 1 and ev["registry"]["promoted"] and ev["registry"]["run_id"] == run_id
+    assert "first version" in ev["registry"]["reason"]
+    r = client.get_run(run_id)
+    assert r.data.metrics["eval.fid"] == pytest.approx(ev["fid"])
+    assert r.data.tags["eval.protocol.extractor"] == "classifier"
+    assert json.loads((dest / "metrics/features.json").read_text())["n_test"] > 100
+    shown = run([*dvc, "metrics", "show"], dest, env)
+    assert "fid" in shown and "test_accuracy" in shown
+
+    # nothing changed: DVC skips every stage
     again = run([*dvc, "repro"], dest, env)
-    assert "didn't change, skipping" in again and "train: trained" not in again
+    assert "didn't change, skipping" in again and "train: trained" not in again and "evaluate:" not in again
+
+    # re-running evaluate for the same train run reuses its version: no duplicates
+    forced = run([*dvc, "repro", "-f", "-s", "evaluate"], dest, env)
+    assert "evaluate: FID" in forced
+    assert [str(v.version) for v in client.search_model_versions("name='tiny-digits'")] == ["1"]
+
+    # the champion loads in a fresh Python process; one seed, one image (a 6-step generator is too
+    # untrained for distinct images: tests/test_registry.py checks 64 distinct ones)
+    code = (
+        "import mlflow, pandas as pd, numpy as np;"
+        "m = mlflow.pyfunc.load_model('models:/tiny-digits@champion');"
+        "df = pd.DataFrame({'seed': list(range(64)) + [5], 'class': [i % 10 for i in range(64)] + [5]});"
+        "x = m.predict(df); print(x.shape, x.dtype, bool((x[5] == x[64]).all()))"
+    )
+    env_load = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}"}
+    assert run([sys.executable, "-c", code], dest, env_load).strip().endswith("(65, 1, 16, 16) uint8 True")
 
     # plots render from the loss CSV
     run([*dvc, "plots", "show", "-o", "dvc_plots"], dest, env)
@@ -134,3 +165,11 @@ def test_dvc_exp_run_with_override(repo):
         filter_string="tags.`dvc.exp_name` = 'longer'",
     )
     assert len(runs) == 1 and runs[0].data.params["train.steps"] == "8"
+    # the experiment's generator is a second version; champion points at an existing version
+    ev = json.loads((dest / "metrics/eval.json").read_text())
+    assert ev["registry"]["version"] == 2 and ev["registry"]["run_id"] == runs[0].info.run_id
+    client = mlflow_client(dest)
+    champion = client.get_model_version_by_alias("tiny-digits", "champion")
+    assert str(champion.version) == str(ev["registry"]["champion"]) and str(champion.version) in {"1", "2"}
+    listed = run([sys.executable, "-m", "ganforge", "registry", "list"], dest, env)
+    assert "v1" in listed and "v2" in listed and "registry: tiny-digits has 2 version(s)" in listed

@@ -43,6 +43,49 @@ def cmd_train(args: argparse.Namespace) -> str:
     return train(cfg, paths, resume=args.resume, progress=not args.quiet).line(paths)
 
 
+def cmd_features(args: argparse.Namespace) -> str:
+    from ganforge.metrics.classifier import train_classifier
+    from ganforge.paths import Paths
+
+    cfg = _config(args)
+    paths = Paths()
+    return train_classifier(cfg.features, paths, progress=not args.quiet).line(paths.classifier)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> str:
+    from ganforge.evaluate import evaluate
+    from ganforge.paths import Paths
+
+    cfg = _config(args)
+    paths = Paths()
+    return evaluate(cfg, paths, progress=not args.quiet).line(paths.metrics / "eval.json")
+
+
+def cmd_registry(args: argparse.Namespace) -> str:
+    from ganforge import registry
+
+    cfg = _config(args)
+    name = args.name or cfg.registry.model_name
+    if args.action == "list":
+        rows = registry.list_versions(name)
+        for r in rows:
+            aliases = ",".join(r.get("aliases") or []) or "-"
+            scores = " ".join(
+                f"{k}={r[k]:.4g}" for k in ("fid", "class_accuracy", "precision", "recall") if r.get(k) is not None
+            )
+            print(
+                f"v{r['version']:<4} {aliases:<20} {scores}  gate: {r.get('decision') or '-'} ({r.get('reason') or ''})"
+            )
+        return f"registry: {name} has {len(rows)} version(s)"
+    if args.action == "promote":
+        if args.version is None:
+            raise GanforgeError("registry promote: give the VERSION to make champion")
+        registry.promote(name, args.version, reason=f"manual promote of v{args.version}")
+        return f"registry: {name} champion -> v{args.version}"
+    version = registry.rollback(name)
+    return f"registry: {name} champion rolled back to v{version}"
+
+
 def cmd_config(args: argparse.Namespace) -> str:
     import yaml
 
@@ -60,11 +103,12 @@ def cmd_report(args: argparse.Namespace) -> str:
 
     paths = Paths()
     lines = []
-    for name in ("prepare", "train"):
+    for name in ("prepare", "features", "train", "eval"):
         f = paths.metrics / f"{name}.json"
         if f.exists():
             values = json.loads(f.read_text())
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            flat = {k: v for k, v in values.items() if not isinstance(v, dict | list)}
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())
             lines.append(f"  {f}: {shown}")
     if not lines:
         raise GanforgeError("no results yet: run `make demo` or `dvc repro`")
@@ -74,6 +118,22 @@ def cmd_report(args: argparse.Namespace) -> str:
     print(f"  checkpoint:     {paths.checkpoint}")
     print("Metrics (`dvc metrics show`)")
     print("\n".join(lines))
+    eval_file = paths.metrics / "eval.json"
+    if eval_file.exists():
+        ev = json.loads(eval_file.read_text())
+        p, reg = ev["protocol"], ev.get("registry", {})
+        acc = f", class accuracy {ev['class_accuracy']:.3f}" if "class_accuracy" in ev else ""
+        print("Quality")
+        print(
+            f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
+            f"({p['extractor']} features, n_real {p['n_real']}, n_fake {p['n_fake']})"
+        )
+        if "version" in reg:
+            print(
+                f"  registry: {reg['model_name']} v{reg['version']} "
+                f"{'is the new champion' if reg['promoted'] else 'stays candidate'} ({reg['reason']}); "
+                f"champion is v{reg['champion']}: mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')"
+            )
     uri = tracking_uri()
     print("MLflow")
     print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
@@ -106,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train the GAN; checkpoints in models/, sample grids in plots/samples/")
     p.add_argument("--resume", action="store_true", help="continue from models/checkpoint.pt exactly")
     p.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (same as --set train.device=...)")
+    add("features", cmd_features, "train the in-domain classifier (feature space for metrics) -> models/classifier.pt")
+    add("evaluate", cmd_evaluate, "score the generator (FID, KID, precision/recall, class accuracy); register it")
+    p = add("registry", cmd_registry, "the MLflow model registry: list versions, promote one, roll back champion")
+    p.add_argument("action", choices=["list", "promote", "rollback"])
+    p.add_argument("version", nargs="?", type=int, help="with promote: the version to make champion")
+    p.add_argument("--name", help="registered model name (default: registry.model_name)")
     add("config", cmd_config, "print the validated params (with overrides applied)")
     p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)

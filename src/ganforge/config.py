@@ -122,6 +122,49 @@ class TrainConfig(Section):
         return self
 
 
+class FeaturesConfig(Section):
+    """`features` stage: the in-domain classifier whose penultimate layer is a feature space for metrics."""
+
+    epochs: int = Field(15, ge=1, le=10000)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    width: int = Field(32, ge=4, le=512)
+    feature_dim: int = Field(128, ge=8, le=4096)
+    augment: bool = True
+    seed: int = Field(0, ge=0)
+
+
+class EvaluateConfig(Section):
+    """`evaluate` stage: scores of the generator against a real split, with the protocol recorded."""
+
+    extractor: Literal["classifier", "inception"] = "classifier"
+    inception_weights: str | None = None  # a local pt_inception-2015-12-05 file; else the torch hub cache
+    download: bool = False
+    resize_filter: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    n_fake: int = Field(2000, ge=10)
+    split: Literal["test", "train"] = "test"
+    truncation: float = Field(1.0, gt=0.0, le=1.0)
+    k: int = Field(3, ge=1, le=100)
+    kid_subsets: int = Field(100, ge=1)
+    kid_subset_size: int = Field(100, ge=2)
+    batch_size: int = Field(250, ge=1)
+    raw_generator: bool = False
+    seed: int = Field(0, ge=0)
+
+
+class GateConfig(Section):
+    """Promotion to `champion`: FID must beat the champion's by `fid_margin`; every bound must hold."""
+
+    fid_margin: float = Field(0.0, ge=0.0)
+    min: dict[str, float] = Field(default_factory=lambda: {"class_accuracy": 0.9, "precision": 0.6, "recall": 0.4})
+    max: dict[str, float] = Field(default_factory=dict)
+
+
+class RegistryConfig(Section):
+    model_name: str = Field("ganforge-digits", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    gate: GateConfig = GateConfig()
+
+
 class TrackingConfig(Section):
     """MLflow. The store comes from MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db."""
 
@@ -134,6 +177,9 @@ class Config(Section):
 
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def flat(self) -> dict[str, Any]:

@@ -27,6 +27,15 @@ class Paths:
         return self.models / "checkpoint.pt"
 
     @property
+    def classifier(self) -> Path:
+        return self.models / "classifier.pt"
+
+    @property
+    def cache(self) -> Path:
+        """Derived data worth keeping between runs (reference statistics); safe to delete."""
+        return self.root / ".ganforge-cache"
+
+    @property
     def mlflow_run(self) -> Path:
         return self.models / "mlflow_run.json"
 

@@ -130,3 +130,40 @@ def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(params.items())]
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=items[i : i + 100])
+
+
+def _train_run_id(client: Any, record: Path, cfg: Config) -> str:
+    """The train stage's run; a new run when the record or its run is gone (e.g. a fresh store)."""
+    if record.exists():
+        run_id = json.loads(record.read_text())["run_id"]
+        try:
+            client.get_run(run_id)
+            return run_id
+        except Exception:  # the store does not know it: evaluate in a run of its own, and say why
+            note = f"train run {run_id} is not in {tracking_uri()}"
+    else:
+        note = f"{record} is missing (was train run with tracking.enabled=false?)"
+    exp_id = _experiment_id(client, cfg.tracking.experiment)
+    tags = {"ganforge.stage": "evaluate", "ganforge.note": note}
+    if commit := git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    return client.create_run(exp_id, tags=tags, run_name="evaluate").info.run_id
+
+
+def record_evaluation(
+    cfg: Config, paths: Any, scores: dict[str, float], raw: dict[str, float] | None, protocol: dict[str, Any]
+) -> dict[str, Any]:
+    """Log scores (metrics) and protocol (tags) to the train run; register the generator; apply the gate."""
+    from ganforge import registry
+
+    client = _client()
+    run_id = _train_run_id(client, paths.mlflow_run, cfg)
+    run = TrainRun(client, run_id)
+    step = int(protocol.get("checkpoint_step", 0))
+    run.log_metrics(step, {f"eval.{k}": v for k, v in scores.items()})
+    if raw:
+        run.log_metrics(step, {f"eval_raw.{k}": v for k, v in raw.items()})
+    for k, v in protocol.items():
+        client.set_tag(run_id, f"eval.protocol.{k}", str(v))
+    decision = registry.evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores)
+    return {"run_id": run_id, **decision}

@@ -1,0 +1,190 @@
+"""The `features` stage: a small in-domain classifier trained on the prepared train split.
+
+Its penultimate layer is the feature space of FID/KID/precision/recall where no Inception weights
+are at hand (and a more telling one for small grayscale domains); its logits give the class
+accuracy of conditional samples. Test accuracy goes to metrics/features.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ganforge.config import FeaturesConfig
+from ganforge.errors import GanforgeError
+from ganforge.paths import Paths, atomic_path, write_text_atomic
+
+FORMAT = 1
+
+
+def _block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+
+
+class Classifier(nn.Module):
+    """Three conv stages (each halving the size), global average pool, a `feature_dim` layer, logits."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            *_block(channels, w),
+            *_block(w, w),
+            nn.MaxPool2d(2),
+            *_block(w, 2 * w),
+            *_block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *_block(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * w, feature_dim),
+            nn.ReLU(True),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float images in [-1, 1] -> (features [N, feature_dim], logits [N, K])."""
+        f = self.body(x)
+        return f, self.head(f)
+
+
+def to_float(images_u8: torch.Tensor) -> torch.Tensor:
+    return images_u8.float().mul(2 / 255).sub(1)
+
+
+def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Random translations by up to `max_shift` pixels (edge-replicated), one per image."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    rows = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(h)
+    cols = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(w)
+    return padded[
+        torch.arange(n)[:, None, None, None],
+        torch.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+@torch.no_grad()
+def accuracy(net: Classifier, images_u8: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
+    net.eval()
+    correct = 0
+    for i in range(0, len(images_u8), batch):
+        correct += (net(to_float(images_u8[i : i + batch]))[1].argmax(1) == labels[i : i + batch]).sum().item()
+    return correct / max(len(images_u8), 1)
+
+
+@dataclass(frozen=True)
+class FeaturesSummary:
+    test_accuracy: float
+    train_accuracy: float
+    n_train: int
+    n_test: int
+    epochs: int
+    seconds: float
+
+    def line(self, out: Path) -> str:
+        if not self.epochs:
+            return f"features: skipped, no class labels (evaluate will need evaluate.extractor=inception) -> {out}"
+        return (
+            f"features: classifier test accuracy {self.test_accuracy:.4f} (train {self.train_accuracy:.4f}; "
+            f"{self.n_train} train / {self.n_test} test images, {self.epochs} epochs) in {self.seconds:.0f}s -> {out}"
+        )
+
+
+def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) -> FeaturesSummary:
+    """Train on the prepared train split, score on its test split, save models/classifier.pt."""
+    from ganforge.data.dataset import PreparedData
+
+    data = PreparedData.open(paths.prepared)
+    t0 = time.perf_counter()
+    if data.num_classes < 2:  # nothing to learn; evaluate then needs Inception and says so
+        save(paths.classifier, {"unavailable": f"{paths.prepared} has no class labels"})
+        summary = FeaturesSummary(float("nan"), float("nan"), data.count("train"), data.count("test"), 0, 0.0)
+        write_text_atomic(paths.metrics / "features.json", json.dumps({"skipped": "no class labels"}) + "\n")
+        return summary
+    x_train, y_train = data.load("train")
+    x_test, y_test = data.load("test")
+    torch.manual_seed(fc.seed)
+    g = torch.Generator().manual_seed(fc.seed)
+    net = Classifier(data.channels, data.num_classes, fc.width, fc.feature_dim)
+    opt = torch.optim.AdamW(net.parameters(), lr=fc.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, -(-len(x_train) // fc.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=fc.lr, total_steps=fc.epochs * steps_per_epoch)
+    for _ in tqdm(range(fc.epochs), desc="features", unit="epoch", disable=not progress):
+        net.train()
+        order = torch.randperm(len(x_train), generator=g)
+        for i in range(0, len(order), fc.batch_size):
+            idx = order[i : i + fc.batch_size]
+            x = to_float(x_train[idx])
+            if fc.augment:
+                x = _shift(x, g)
+            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    summary = FeaturesSummary(
+        test_accuracy=accuracy(net, x_test, y_test) if len(x_test) else float("nan"),
+        train_accuracy=accuracy(net, x_train, y_train),
+        n_train=len(x_train),
+        n_test=len(x_test),
+        epochs=fc.epochs,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    save(
+        paths.classifier,
+        {
+            "state_dict": net.state_dict(),
+            "arch": {
+                "channels": data.channels,
+                "num_classes": data.num_classes,
+                "width": fc.width,
+                "feature_dim": fc.feature_dim,
+            },
+            "class_names": list(data.class_names),
+            "resolution": data.resolution,
+            "test_accuracy": summary.test_accuracy,
+        },
+    )
+    write_text_atomic(paths.metrics / "features.json", json.dumps(asdict(summary), indent=2) + "\n")
+    return summary
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+
+
+def load(path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """The classifier in eval mode and its record (arch, class names, test accuracy, sha256)."""
+    if not path.exists():
+        raise GanforgeError(f"{path}: no classifier (run `ganforge features`, or set evaluate.extractor=inception)")
+    raw = path.read_bytes()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise GanforgeError(f"{path}: not a readable classifier ({exc.__class__.__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise GanforgeError(f"{path}: not a ganforge classifier (format {FORMAT})")
+    if "unavailable" in state:
+        raise GanforgeError(
+            f"evaluate: no in-domain classifier ({state['unavailable']}); either set evaluate.extractor=inception "
+            "(weights via evaluate.inception_weights or the torch hub cache), or prepare one sub-folder per class"
+        )
+    net = Classifier(**state["arch"])
+    net.load_state_dict(state["state_dict"])
+    record = {k: v for k, v in state.items() if k != "state_dict"}
+    record["sha256"] = hashlib.sha256(raw).hexdigest()
+    return net.eval().requires_grad_(False), record

@@ -1,0 +1,440 @@
+"""The MLflow model registry: log the sampler, register candidates, gate promotion to `champion`, roll back.
+
+Part of the tracking layer (mlflow is imported lazily, the store is `tracking.tracking_uri()`).
+
+State kept in the registry itself, so that a stage skipped by DVC's run cache leaves nothing half done:
+- version tags `metric.<name>` (what the gate compares), `gate.decision` (promoted/rejected), `gate.reason`,
+  `ganforge.checkpoint_sha256` (the weights behind the version), `champion.reason` (why it last became champion);
+- aliases `candidate` (the last evaluated version) and `champion` (what consumers load);
+- registered-model tag `ganforge.champion_history`: JSON list of past champions, the current one last,
+  so that `rollback` goes back one step, then another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganforge.config import GateConfig, RegistryConfig
+from ganforge.errors import GanforgeError
+from ganforge.tracking import _client, tracking_uri
+
+CHAMPION, CANDIDATE = "champion", "candidate"
+METRIC_TAG = "metric."
+SHA_TAG = "ganforge.checkpoint_sha256"
+HISTORY_TAG = "ganforge.champion_history"
+HISTORY_MAX = 200
+LISTED_METRICS = ("fid", "class_accuracy", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered version of a ganforge generator."""
+
+    name: str
+    version: int
+    run_id: str
+    created: bool  # False when an existing version of the same run (and weights) was reused
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+# ---------------------------------------------------------------------------------------------- logging
+
+
+def log_generator(run_id: str, checkpoint_path: Path, artifact_name: str = "generator") -> str:
+    """Log the checkpoint's EMA generator as a pyfunc sampler (ganforge.serving) of run `run_id`; its model URI."""
+    from ganforge.training import checkpoint
+
+    state = checkpoint.load(checkpoint_path)
+    client = _client()
+    run = _get_run(client, run_id)
+    # The logged model belongs to the run's experiment (left to itself, mlflow may pick the default one).
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=artifact_name,
+        source_run_id=run_id,
+        tags={SHA_TAG: file_sha256(checkpoint_path)},
+        params=dict(run.data.params),
+    )
+    try:
+        return _log_sampler(logged.model_id, run_id, state, artifact_name)
+    except BaseException:
+        from mlflow.entities import LoggedModelStatus
+
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+
+
+def _log_sampler(model_id: str, run_id: str, state: dict[str, Any], artifact_name: str) -> str:
+    import mlflow
+    from mlflow.models import Model
+
+    from ganforge import serving
+
+    spec = state["spec"]
+    with tempfile.TemporaryDirectory(prefix="ganforge-model-") as tmp, _fluent_store():
+        artifacts = serving.write_artifacts(state, Path(tmp) / "artifacts")
+        code = Path(tmp) / "code" / "ganforge"
+        shutil.copytree(Path(__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        entry = Path(tmp) / "sampler.py"
+        entry.write_text(_ENTRY)
+        info = Model.log(  # = mlflow.pyfunc.log_model, for a given run rather than the (thread-local) active one
+            name=artifact_name,
+            artifact_path=None,
+            flavor=mlflow.pyfunc,
+            flavor_name="pyfunc.ModelFromCode",
+            run_id=run_id,
+            model_id=model_id,
+            python_model=str(entry),  # models from code: loading unpickles nothing
+            artifacts=artifacts,
+            code_paths=[str(code)],
+            signature=serving.signature(spec["channels"], spec["resolution"]),
+            input_example=serving.input_example(spec["num_classes"]),
+            pip_requirements=_requirements(),
+        )
+    return info.model_uri
+
+
+_ENTRY = """\
+\"\"\"MLflow models-from-code entry point of a ganforge generator: the sampler class lives in code/ganforge.\"\"\"
+
+import mlflow
+
+from ganforge.serving import GeneratorSampler
+
+mlflow.models.set_model(GeneratorSampler())
+"""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _requirements() -> list[str]:
+    """Pinned from this interpreter: no requirement inference (it would run pip, and reach for the network)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("mlflow", "torch", "numpy", "pandas"):
+        try:
+            out.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            out.append(dist)
+    return out
+
+
+@contextmanager
+def _fluent_store() -> Iterator[None]:
+    """Point mlflow's module-level store at ours while logging; restore it, MLFLOW_TRACKING_URI and sys.path after
+    (checking the input example loads the model, which puts the model's temporary code dir on sys.path)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    saved_path = list(sys.path)
+    saved_global, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar or "false"  # a stage's log, not a terminal's
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        mlflow.set_tracking_uri(saved_global)
+        if saved_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+        if saved_bar is None:
+            del os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
+
+
+# --------------------------------------------------------------------------------------------- register
+
+
+def register_candidate(
+    cfg: RegistryConfig,
+    run_id: str,
+    model_uri: str,
+    metrics: dict[str, float],
+    *,
+    checkpoint_sha256: str | None = None,
+) -> Version:
+    """Register `model_uri` as a version of `cfg.model_name` with alias `candidate` and the metrics as tags.
+
+    Idempotent per run: an existing version of `run_id` is reused (with `checkpoint_sha256`, only one holding
+    the same weights: a resumed training that changed the weights under the same run gets a new version).
+    """
+    client = _client()
+    name = cfg.model_name
+    _ensure_model(client, name)
+    existing = _version_of_run(client, name, run_id, checkpoint_sha256)
+    if existing is None:
+        tags = {SHA_TAG: checkpoint_sha256} if checkpoint_sha256 else None
+        mv = client.create_model_version(
+            name, source=model_uri, run_id=run_id, tags=tags, model_id=_model_id(model_uri), await_creation_for=60
+        )
+        version = Version(name, int(mv.version), run_id, created=True)
+    else:
+        version = Version(name, int(existing.version), run_id, created=False)
+        for key in existing.tags:  # the version's metric tags are its latest evaluation, nothing older
+            if key.startswith(METRIC_TAG) and key[len(METRIC_TAG) :] not in metrics:
+                client.delete_model_version_tag(name, str(version.version), key)
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            client.set_model_version_tag(name, str(version.version), METRIC_TAG + key, repr(float(value)))
+    client.set_registered_model_alias(name, CANDIDATE, str(version.version))
+    return version
+
+
+def gate_decision(new: dict[str, float], champion: dict[str, float] | None, gate: GateConfig) -> tuple[bool, str]:
+    """(promote?, why). Promote when fid < champion's fid - fid_margin and every bound holds; the first wins."""
+    failed = [f"{m} missing (min {lo:g})" for m, lo in gate.min.items() if m not in new]
+    failed += [f"{m} {new[m]:.4g} < min {lo:g}" for m, lo in gate.min.items() if m in new and not new[m] >= lo]
+    failed += [f"{m} missing (max {hi:g})" for m, hi in gate.max.items() if m not in new]
+    failed += [f"{m} {new[m]:.4g} > max {hi:g}" for m, hi in gate.max.items() if m in new and not new[m] <= hi]
+    bounds = "bounds failed: " + ", ".join(failed) if failed else "all bounds hold"
+    if champion is None:
+        return True, f"first version (no champion yet): becomes champion; {bounds}"
+    fid, best = new.get("fid"), champion.get("fid")
+    if fid is None or not math.isfinite(fid):
+        return False, f"no finite fid to compare (got {fid}); {bounds}"
+    if best is None or not math.isfinite(best):
+        better, vs = True, "champion has no finite fid"
+    else:
+        better = fid < best - gate.fid_margin
+        op = "<" if better else ">="
+        vs = f"fid {fid:.4g} {op} champion's {best:.4g} - margin {gate.fid_margin:g}"
+    if better and not failed:
+        return True, f"{vs}; {bounds}"
+    return False, f"{vs}; {bounds}"
+
+
+def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Path, metrics: dict[str, float]) -> dict:
+    """The evaluate stage's registry step: log (once per run and weights), register, gate, maybe promote.
+
+    Returns {"model_name", "version", "model_uri", "promoted", "reason", "champion"} for metrics/eval.json.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.exists():
+        raise GanforgeError(f"{checkpoint_path}: no checkpoint (run `ganforge train` first)")
+    client = _client()
+    name = cfg.model_name
+    _get_run(client, run_id)
+    sha = file_sha256(checkpoint_path)
+    _ensure_model(client, name)
+    existing = _version_of_run(client, name, run_id, sha)
+    model_uri = existing.source if existing is not None else log_generator(run_id, checkpoint_path)
+    version = register_candidate(cfg, run_id, model_uri, metrics, checkpoint_sha256=sha)
+    champ = _champion(client, name)
+    if champ == version.version:
+        promoted, reason = True, f"version {champ} is already the champion"
+    else:
+        champ_metrics = _metrics(client.get_model_version(name, str(champ)).tags) if champ is not None else None
+        promoted, reason = gate_decision(metrics, champ_metrics, cfg.gate)
+        if promoted:
+            _set_champion(client, name, version.version, reason)
+            champ = version.version
+    v = str(version.version)
+    client.set_model_version_tag(name, v, "gate.decision", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, v, "gate.reason", reason)
+    return {
+        "model_name": name,
+        "version": version.version,
+        "model_uri": version.uri,
+        "promoted": promoted,
+        "reason": reason,
+        "champion": champ,
+    }
+
+
+# ------------------------------------------------------------------------------------------- for people
+
+
+def list_versions(name: str) -> list[dict[str, Any]]:
+    """Every live version of `name`, oldest first, with its aliases, metrics and gate decision."""
+    client = _client()
+    model = _get_model(client, name)
+    aliases: dict[int, list[str]] = {}
+    for alias, ver in (model.aliases or {}).items():
+        aliases.setdefault(int(ver), []).append(alias)
+    rows = []
+    for mv in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda m: int(m.version)):
+        metrics = _metrics(mv.tags)
+        created = dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC)
+        rows.append(
+            {
+                "version": int(mv.version),
+                "run_id": mv.run_id,
+                "aliases": sorted(aliases.get(int(mv.version), [])),
+                "created": created.isoformat(timespec="seconds"),
+                **{m: metrics.get(m) for m in LISTED_METRICS},
+                "gate": mv.tags.get("gate.decision"),
+                "gate_reason": mv.tags.get("gate.reason"),
+                "champion_reason": mv.tags.get("champion.reason"),
+                "metrics": metrics,
+            }
+        )
+    return rows
+
+
+def promote(name: str, version: int, reason: str = "manual") -> None:
+    """Make `version` the champion (by hand: no gate); the previous champion is remembered for rollback."""
+    client = _client()
+    _get_model(client, name)
+    number = _version_number(client, name, version)
+    if _champion(client, name) != number:
+        _set_champion(client, name, number, reason)
+
+
+def rollback(name: str) -> int:
+    """Move `champion` back to the previous champion that still exists; return its version number."""
+    client = _client()
+    _get_model(client, name)
+    current = _champion(client, name)
+    history = _history(client, name)
+    while history and (history[-1] == current or not _exists(client, name, history[-1])):
+        history.pop()
+    if not history:
+        raise GanforgeError(f"model {name!r}: no previous champion to roll back to")
+    previous = history[-1]
+    client.set_registered_model_alias(name, CHAMPION, str(previous))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(name, str(previous), "champion.reason", f"rollback from version {current}")
+    return previous
+
+
+# ------------------------------------------------------------------------------------------------ inner
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _get_run(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if _not_found(exc):
+            raise GanforgeError(f"MLflow run {run_id!r} is not in the store {tracking_uri()}") from None
+        raise
+
+
+def _get_model(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if _not_found(exc):
+            known = sorted(m.name for m in client.search_registered_models(max_results=1000))
+            raise GanforgeError(f"no registered model {name!r} in {tracking_uri()} (known: {known})") from None
+        raise
+
+
+def _ensure_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        client.create_registered_model(name, description="ganforge generator (pyfunc sampler: ganforge.serving)")
+
+
+def _exists(client: Any, name: str, version: int) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _not_found(exc):
+            return False
+        raise
+    return True
+
+
+def _version_number(client: Any, name: str, version: int | str) -> int:
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise GanforgeError(f"model {name!r}: version must be a number, got {version!r}") from None
+    if not _exists(client, name, number):
+        live = sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{name}'"))
+        raise GanforgeError(f"model {name!r} has no version {number} (versions: {live})")
+    return number
+
+
+def _version_of_run(client: Any, name: str, run_id: str, sha: str | None) -> Any | None:
+    """The oldest live version registered from `run_id` (and holding weights `sha`, when given)."""
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    found = [mv for mv in found if sha is None or mv.tags.get(SHA_TAG) in (sha, None)]
+    return min(found, key=lambda mv: int(mv.version), default=None)
+
+
+def _model_id(model_uri: str) -> str | None:
+    rest = model_uri.removeprefix("models:/")
+    return rest if rest != model_uri and rest.startswith("m-") and "/" not in rest else None
+
+
+def _metrics(tags: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in tags.items():
+        if key.startswith(METRIC_TAG):
+            with suppress(ValueError):  # a tag edited by hand is not a number the gate can use
+                out[key[len(METRIC_TAG) :]] = float(value)
+    return out
+
+
+def _champion(client: Any, name: str) -> int | None:
+    """The champion's version number; None when there is none (an alias left on a missing version is removed)."""
+    from mlflow.exceptions import MlflowException
+
+    alias = (client.get_registered_model(name).aliases or {}).get(CHAMPION)
+    if alias is None:
+        return None
+    if _exists(client, name, int(alias)):
+        return int(alias)
+    try:
+        client.delete_registered_model_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+    return None
+
+
+def _history(client: Any, name: str) -> list[int]:
+    raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
+    try:
+        return [int(v) for v in json.loads(raw)] if raw else []
+    except (ValueError, TypeError):
+        return []
+
+
+def _set_champion(client: Any, name: str, version: int, reason: str) -> None:
+    history = _history(client, name)
+    current = _champion(client, name)
+    for step in (current, version):  # the current champion too, should it have been set by hand
+        if step is not None and (not history or history[-1] != step):
+            history.append(step)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_MAX:]))
+    client.set_model_version_tag(name, str(version), "champion.reason", reason)

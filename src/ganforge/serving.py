@@ -1,0 +1,129 @@
+"""The MLflow pyfunc sampler that consumers load: `mlflow.pyfunc.load_model("models:/<name>@champion")`.
+
+Input: a DataFrame with `seed` (int >= 0), optional `class` (int; ignored by unconditional generators, where -1
+means "no class") and optional `truncation` (float in (0, 1], default 1). Output: uint8 images [N, C, H, W].
+The latent of a row depends on its seed alone (`torch.Generator().manual_seed(seed)`), so the same seed gives
+the same image, whatever else is in the batch. Truncation scales z towards the mean latent, 0.
+
+Only the tracking layer (`ganforge.registry`) and consumers import this module: it imports mlflow.
+The model is logged with `code_paths=[<ganforge package>]`, so it loads where ganforge is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+BATCH = 256  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
+COLUMNS = ("seed", "class", "truncation")
+
+
+def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """Write the sampler's artifacts (EMA weights as a plain state dict, spec JSON) from a loaded checkpoint."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator, spec = out_dir / "generator.pt", out_dir / "spec.json"
+    torch.save({k: v.detach().cpu() for k, v in checkpoint["G_ema"].items()}, generator)
+    spec.write_text(json.dumps({"spec": checkpoint["spec"], "class_names": list(checkpoint.get("class_names") or [])}))
+    return {"generator": str(generator), "spec": str(spec)}
+
+
+def signature(channels: int, resolution: int) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    inputs = Schema(
+        [
+            ColSpec("long", "seed"),
+            ColSpec("long", "class", required=False),
+            ColSpec("double", "truncation", required=False),
+        ]
+    )
+    outputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, channels, resolution, resolution))])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(num_classes: int) -> pd.DataFrame:
+    classes = [0, min(1, num_classes - 1)] if num_classes else [-1, -1]
+    return pd.DataFrame({"seed": [0, 1], "class": classes, "truncation": [1.0, 0.7]})
+
+
+def latent(seed: int, z_dim: int) -> torch.Tensor:
+    """The latent of one seed: the same seed gives the same z, whatever else is sampled with it."""
+    return torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+class GeneratorSampler(mlflow.pyfunc.PythonModel):
+    """Seed-addressed sampling from a ganforge generator (EMA weights), on CPU."""
+
+    def load_context(self, context: Any) -> None:
+        from ganforge.models import ModelSpec, build_generator
+
+        meta = json.loads(Path(context.artifacts["spec"]).read_text())
+        self.spec = ModelSpec(**meta["spec"])
+        self.class_names: list[str] = list(meta.get("class_names") or [])
+        G = build_generator(self.spec)
+        G.load_state_dict(torch.load(context.artifacts["generator"], map_location="cpu", weights_only=True))
+        self.G = G.to("cpu").eval().requires_grad_(False)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        seeds, classes, truncation = self._validate(model_input)
+        spec = self.spec
+        n = len(seeds)
+        out = np.empty((n, spec.channels, spec.resolution, spec.resolution), dtype=np.uint8)
+        with torch.inference_mode():
+            for i in range(0, n, BATCH):
+                zi = torch.stack([latent(s, spec.z_dim) for s in seeds[i : i + BATCH]])
+                zi = zi * torch.tensor(truncation[i : i + BATCH], dtype=torch.float32)[:, None]
+                yi = torch.tensor(classes[i : i + BATCH], dtype=torch.long) if spec.num_classes else None
+                x = self.G(zi, yi).float().clamp(-1, 1)
+                out[i : i + BATCH] = ((x + 1) * 127.5).round().to(torch.uint8).numpy()
+        return out
+
+    def _validate(self, frame: pd.DataFrame) -> tuple[list[int], list[int], list[float]]:
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"expected a pandas DataFrame with columns {list(COLUMNS)}, got {type(frame).__name__}")
+        unknown = [c for c in frame.columns if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; expected {list(COLUMNS)}")
+        if "seed" not in frame.columns:
+            raise ValueError("missing column 'seed' (one int >= 0 per image)")
+        n = len(frame)
+        seeds = [_int(v, "seed") for v in frame["seed"]]
+        if any(s < 0 or s >= 2**63 for s in seeds):
+            raise ValueError("column 'seed': expected ints from 0 to 2**63 - 1")
+        num = self.spec.num_classes
+        if num:
+            if "class" not in frame.columns:
+                raise ValueError(f"missing column 'class': this generator is class-conditional ({self._known()})")
+            classes = [_int(v, "class") for v in frame["class"]]
+            bad = sorted({c for c in classes if not 0 <= c < num})
+            if bad:
+                raise ValueError(f"column 'class': unknown class(es) {bad[:10]}; {self._known()}")
+        else:
+            classes = [-1] * n  # an unconditional generator ignores the class column
+        if "truncation" in frame.columns:
+            truncation = [float(v) for v in frame["truncation"]]
+            if any(not (math.isfinite(t) and 0.0 < t <= 1.0) for t in truncation):
+                raise ValueError("column 'truncation': expected floats in (0, 1]")
+        else:
+            truncation = [1.0] * n
+        return seeds, classes, truncation
+
+    def _known(self) -> str:
+        names = self.class_names or [str(i) for i in range(self.spec.num_classes)]
+        return "known: " + ", ".join(f"{i}={name}" for i, name in enumerate(names))
+
+
+def _int(value: Any, column: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float | np.floating):
+        raise ValueError(f"column {column!r}: expected ints, got {value!r}")
+    if value != value or int(value) != value:  # NaN or a fraction
+        raise ValueError(f"column {column!r}: expected ints, got {value!r}")
+    return int(value)
