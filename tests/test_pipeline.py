@@ -171,5 +171,12 @@ def test_dvc_exp_run_with_override(repo):
     client = mlflow_client(dest)
     champion = client.get_model_version_by_alias("tiny-digits", "champion")
     assert str(champion.version) == str(ev["registry"]["champion"]) and str(champion.version) in {"1", "2"}
-    listed = run([sys.executable, "-m", "ganforge", "registry", "list"], dest, env)
+    ganforge = [sys.executable, "-m", "ganforge", "registry"]
+    listed = run([*ganforge, "list"], dest, env)
     assert "v1" in listed and "v2" in listed and "registry: tiny-digits has 2 version(s)" in listed
+    other = "1" if str(champion.version) == "2" else "2"
+    assert f"champion -> v{other}" in run([*ganforge, "promote", other], dest, env)
+    assert f"rolled back to v{champion.version}" in run([*ganforge, "rollback"], dest, env)
+    assert str(client.get_model_version_by_alias("tiny-digits", "champion").version) == str(champion.version)
+    bad = subprocess.run([*ganforge, "promote", "9"], cwd=dest, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no version 9" in bad.stderr

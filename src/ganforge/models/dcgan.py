@@ -11,6 +11,7 @@ pytorch/examples' dcgan (ngf = ndf = 64).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class Discriminator(nn.Module):
             return nn.Conv2d(c_in, c_out, k, s, p, bias=spec.d_norm != "batch")
 
         layers: list[nn.Module] = [conv(spec.channels * spec.pack, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        for c_in, c_out in zip(widths, widths[1:], strict=False):
+        for c_in, c_out in pairwise(widths):
             layers.append(conv(c_in, c_out, 4, 2, 1))
             if spec.d_norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
