@@ -73,9 +73,8 @@ def cmd_registry(args: argparse.Namespace) -> str:
             scores = " ".join(
                 f"{k}={r[k]:.4g}" for k in ("fid", "class_accuracy", "precision", "recall") if r.get(k) is not None
             )
-            print(
-                f"v{r['version']:<4} {aliases:<20} {scores}  gate: {r.get('decision') or '-'} ({r.get('reason') or ''})"
-            )
+            gate = f"{r.get('gate') or '-'} ({r.get('gate_reason') or ''})"
+            print(f"v{r['version']:<4} {aliases:<20} {scores}  gate: {gate}")
         return f"registry: {name} has {len(rows)} version(s)"
     if args.action == "promote":
         if args.version is None:
