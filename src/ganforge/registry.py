@@ -13,7 +13,6 @@ State kept in the registry itself, so that a stage skipped by DVC's run cache le
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 from ganforge.config import GateConfig, RegistryConfig
 from ganforge.errors import GanforgeError
+from ganforge.paths import sha256_file
 from ganforge.tracking import _client, tracking_uri
 
 CHAMPION, CANDIDATE = "champion", "candidate"
@@ -67,7 +67,7 @@ def log_generator(run_id: str, checkpoint_path: Path, artifact_name: str = "gene
         run.info.experiment_id,
         name=artifact_name,
         source_run_id=run_id,
-        tags={SHA_TAG: file_sha256(checkpoint_path)},
+        tags={SHA_TAG: sha256_file(checkpoint_path)},
         params=dict(run.data.params),
     )
     try:
@@ -118,14 +118,6 @@ from ganforge.serving import GeneratorSampler
 
 mlflow.models.set_model(GeneratorSampler())
 """
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _requirements() -> list[str]:
@@ -236,7 +228,7 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     client = _client()
     name = cfg.model_name
     _get_run(client, run_id)
-    sha = file_sha256(checkpoint_path)
+    sha = sha256_file(checkpoint_path)
     _ensure_model(client, name)
     existing = _version_of_run(client, name, run_id, sha)
     model_uri = existing.source if existing is not None else log_generator(run_id, checkpoint_path)

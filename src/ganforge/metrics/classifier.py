@@ -7,7 +7,6 @@ accuracy of conditional samples. Test accuracy goes to metrics/features.json.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.paths import Paths, atomic_path, sha256_file, write_text_atomic
 
 FORMAT = 1
 
@@ -171,7 +170,6 @@ def load(path: Path) -> tuple[Classifier, dict[str, Any]]:
     """The classifier in eval mode and its record (arch, class names, test accuracy, sha256)."""
     if not path.exists():
         raise GanforgeError(f"{path}: no classifier (run `ganforge features`, or set evaluate.extractor=inception)")
-    raw = path.read_bytes()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -186,5 +184,5 @@ def load(path: Path) -> tuple[Classifier, dict[str, Any]]:
     net = Classifier(**state["arch"])
     net.load_state_dict(state["state_dict"])
     record = {k: v for k, v in state.items() if k != "state_dict"}
-    record["sha256"] = hashlib.sha256(raw).hexdigest()
+    record["sha256"] = sha256_file(path)
     return net.eval().requires_grad_(False), record

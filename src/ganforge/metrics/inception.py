@@ -12,7 +12,6 @@ only when asked to (`evaluate.download=true`); otherwise a missing file is a one
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
+from ganforge.paths import sha256_file
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's name
 WEIGHTS_FILE_ALIASES = (WEIGHTS_FILE, "weights-inception-2015-12-05-6726825d.pth")  # + torch-fidelity's name
@@ -138,11 +138,6 @@ class FIDInceptionV3(nn.Module):
         ):
             x = layer(x)
         return torch.flatten(x, 1)
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def hub_checkpoint_dir() -> Path:
