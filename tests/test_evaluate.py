@@ -53,7 +53,7 @@ def test_classifier_reaches_the_bar_on_digits(trained):
 
 def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
     paths, cfg, _ = trained
-    first = evaluate(cfg, paths, progress=False)
+    first = evaluate(cfg, paths)
     ev = json.loads((paths.metrics / "eval.json").read_text())
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "class_accuracy"):
         assert np.isfinite(ev[key]), key
@@ -64,7 +64,7 @@ def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
     assert p["kid_subset_size"] == 50 and p["torch"] == torch.__version__ and "torchmetrics" in p
     assert p["reference_from_cache"] is False
     assert ev["registry"] == {"skipped": "tracking.enabled is false"}
-    second = evaluate(cfg, paths, progress=False)
+    second = evaluate(cfg, paths)
     assert second.protocol["reference_from_cache"] is True
     assert second.scores == first.scores  # deterministic: same seed, same cached reference
     assert "FID" in first.line(paths.metrics / "eval.json")
@@ -73,7 +73,7 @@ def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
 def test_raw_generator_is_scored_too(trained):
     paths, _, _ = trained
     raw_cfg = load_config(ROOT / "params.yaml", [*TINY_TRAIN, "evaluate.raw_generator=true"])
-    evaluate(raw_cfg, paths, progress=False)
+    evaluate(raw_cfg, paths)
     ev = json.loads((paths.metrics / "eval.json").read_text())
     assert set(ev["raw"]) >= {"fid", "precision", "recall"} and ev["raw"]["fid"] != ev["fid"]
 
@@ -97,4 +97,4 @@ def test_unlabelled_data_names_both_ways_out(tmp_path, digits16):
     assert "skipped" in s.line(paths.classifier)
     train(cfg, paths, progress=False)
     with pytest.raises(GanforgeError, match=r"evaluate\.extractor=inception.*one sub-folder per class"):
-        evaluate(cfg, paths, progress=False)
+        evaluate(cfg, paths)

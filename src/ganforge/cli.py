@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> str:
 
     cfg = _config(args)
     paths = Paths()
-    return evaluate(cfg, paths, progress=not args.quiet).line(paths.metrics / "eval.json")
+    return evaluate(cfg, paths).line(paths.metrics / "eval.json")
 
 
 def cmd_registry(args: argparse.Namespace) -> str:

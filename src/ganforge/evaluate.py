@@ -155,7 +155,7 @@ def score(
     return scores
 
 
-def evaluate(cfg: Config, paths: Paths, progress: bool = True) -> EvalSummary:
+def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     """Score the EMA generator (and optionally the raw one); record; register; gate."""
     import torchmetrics
 
@@ -170,10 +170,10 @@ def evaluate(cfg: Config, paths: Paths, progress: bool = True) -> EvalSummary:
     real_features, from_cache = reference_features(extract, protocol, paths, ec.split, real)
     num_classes = state["spec"]["num_classes"]
 
-    scores = score(checkpoint.load_generator(paths.checkpoint, ema=True), ec, extract, real_features, num_classes)
+    scores = score(checkpoint.generator_from_state(state, ema=True), ec, extract, real_features, num_classes)
     raw = None
     if ec.raw_generator:
-        raw = score(checkpoint.load_generator(paths.checkpoint, ema=False), ec, extract, real_features, num_classes)
+        raw = score(checkpoint.generator_from_state(state, ema=False), ec, extract, real_features, num_classes)
     protocol.update(
         generator="ema",
         checkpoint_step=int(state["step"]),

@@ -55,7 +55,9 @@ class Version:
 # ---------------------------------------------------------------------------------------------- logging
 
 
-def log_generator(run_id: str, checkpoint_path: Path, artifact_name: str = "generator") -> str:
+def log_generator(
+    run_id: str, checkpoint_path: Path, artifact_name: str = "generator", *, checkpoint_sha256: str | None = None
+) -> str:
     """Log the checkpoint's EMA generator as a pyfunc sampler (ganforge.serving) of run `run_id`; its model URI."""
     from ganforge.training import checkpoint
 
@@ -67,7 +69,7 @@ def log_generator(run_id: str, checkpoint_path: Path, artifact_name: str = "gene
         run.info.experiment_id,
         name=artifact_name,
         source_run_id=run_id,
-        tags={SHA_TAG: sha256_file(checkpoint_path)},
+        tags={SHA_TAG: checkpoint_sha256 or sha256_file(checkpoint_path)},
         params=dict(run.data.params),
     )
     try:
@@ -229,9 +231,10 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     name = cfg.model_name
     _get_run(client, run_id)
     sha = sha256_file(checkpoint_path)
-    _ensure_model(client, name)
-    existing = _version_of_run(client, name, run_id, sha)
-    model_uri = existing.source if existing is not None else log_generator(run_id, checkpoint_path)
+    existing = _version_of_run(client, name, run_id, sha)  # the same run and weights: no second model logged
+    model_uri = (
+        existing.source if existing is not None else log_generator(run_id, checkpoint_path, checkpoint_sha256=sha)
+    )
     version = register_candidate(cfg, run_id, model_uri, metrics, checkpoint_sha256=sha)
     champ = _champion(client, name)
     if champ == version.version:

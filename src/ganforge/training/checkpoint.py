@@ -34,7 +34,13 @@ def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str
 
 def load_generator(path: Path | str, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The generator of a checkpoint, in eval mode: `G(z, y)` -> images in [-1, 1]."""
-    state = load(path, map_location=device)
+    return generator_from_state(load(path, map_location=device), ema, device)
+
+
+def generator_from_state(
+    state: dict[str, Any], ema: bool = True, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """The generator of an already loaded checkpoint (EMA or raw weights), in eval mode."""
     G = build_generator(ModelSpec(**state["spec"]))
     G.load_state_dict(state["G_ema" if ema else "G"])
     return G.to(device).eval().requires_grad_(False)
