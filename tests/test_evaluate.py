@@ -13,19 +13,14 @@ from ganforge.paths import Paths
 from ganforge.training import checkpoint
 from ganforge.training.loop import train
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_MODEL
 
 TINY_TRAIN = [
-    "train.g_width=8",
-    "train.d_width=8",
-    "train.z_dim=8",
-    "train.batch_size=16",
+    *TINY_MODEL,
     "train.steps=4",
-    "train.device=cpu",
     "evaluate.n_fake=200",
     "evaluate.kid_subsets=10",
     "evaluate.kid_subset_size=50",
-    "tracking.enabled=false",
 ]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -30,6 +31,16 @@ TINY = {
     "features": {"epochs": 2, "width": 8},
     "evaluate": {"n_fake": 100, "kid_subsets": 5, "kid_subset_size": 50},
     "registry": {"model_name": "tiny-digits"},
+    # a 6-step generator draws near-identical blobs: dedupe off, or the library would keep one image
+    "library": {
+        "images": 3,
+        "videos": 1,
+        "morphs": 1,
+        "keyframes": 2,
+        "frames_per_key": 4,
+        "video_size": 32,
+        "dedupe_hamming": -1,
+    },
 }
 
 
@@ -87,8 +98,6 @@ def test_dvc_repro_end_to_end(repo):
 
     prep = json.loads((dest / "metrics/prepare.json").read_text())
     assert prep["kept"] == 1797 and prep["num_classes"] == 10 and prep["resolution"] == 16
-    import pandas as pd
-
     manifest = pd.read_parquet(dest / "data/prepared/manifest.parquet")
     assert len(manifest) == 1797 and set(manifest["status"]) == {"kept"}
     assert json.loads((dest / "metrics/train.json").read_text())["steps"] == 6
@@ -126,6 +135,17 @@ def test_dvc_repro_end_to_end(repo):
     shown = run([*dvc, "metrics", "show"], dest, env)
     assert "fid" in shown and "test_accuracy" in shown
 
+    # library: drawn from the champion through the registry, provenance in the catalog, counts in MLflow
+    lib = json.loads((dest / "metrics/library.json").read_text())
+    assert lib["protocol"]["source"] == "models:/tiny-digits/1" and lib["protocol"]["run_id"] == run_id
+    cat = pd.read_parquet(dest / "library/catalog.parquet")
+    assert len(cat) == lib["catalog_assets"] == lib["accepted"] > 0
+    assert set(cat["model_version"]) == {"1"} and set(cat["run_id"]) == {run_id}
+    assert set(cat["kind"]) == {"image", "latent_walk", "class_morph"}
+    assert client.get_run(run_id).data.metrics["library.accepted"] == lib["accepted"]
+    assert (dest / "library/index.html").read_text().count('class="card"') == len(cat)
+    assert "Asset library" in run([sys.executable, "-m", "ganforge", "report"], dest, env)
+
     # nothing changed: DVC skips every stage
     again = run([*dvc, "repro"], dest, env)
     assert "didn't change, skipping" in again and "train: trained" not in again and "evaluate:" not in again
@@ -145,6 +165,16 @@ def test_dvc_repro_end_to_end(repo):
     )
     env_load = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}"}
     assert run([sys.executable, "-c", code], dest, env_load).strip().endswith("(65, 1, 16, 16) uint8 True")
+    # a library image regenerates exactly from its address through the registered sampler
+    row = cat[cat["kind"] == "image"].iloc[-1]
+    code = (
+        "import mlflow, pandas as pd, numpy as np; from PIL import Image;"
+        f"m = mlflow.pyfunc.load_model('models:/tiny-digits/{row['model_version']}');"
+        f"x = m.predict(pd.DataFrame({{'seed': [{row['seeds'][0]}], 'class': [{row['class']}],"
+        f" 'truncation': [{row['truncation']}]}}));"
+        f"print(bool((x[0, 0] == np.asarray(Image.open('library/{row['path']}'))).all()))"
+    )
+    assert run([sys.executable, "-c", code], dest, env_load).strip().endswith("True")
 
     # plots render from the loss CSV
     run([*dvc, "plots", "show", "-o", "dvc_plots"], dest, env)

@@ -147,6 +147,21 @@ def test_resumed_training_under_the_same_run_gets_a_new_version(store, tmp_path)
     assert registry.evaluate_and_register(c, run_id, longer, {"fid": 1.0, **GOOD})["version"] == 2
 
 
+def test_fetch_version_by_alias_and_number(store, tmp_path):
+    c = cfg("fetch")
+    registry.evaluate_and_register(c, store.new_run(), store.checkpoint, {"fid": 2.0, **GOOD})
+    got = registry.fetch_version("fetch", "champion", tmp_path / "a")
+    assert (got.version, got.uri) == (1, "models:/fetch/1") and got.checkpoint_sha256
+    assert set(got.files) == {"generator", "spec"}  # this checkpoint holds no discriminator
+    state = torch.load(got.files["generator"], weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in checkpoint.load(store.checkpoint)["G_ema"].items())
+    assert registry.fetch_version("fetch", "1", tmp_path / "b").version == 1
+    with pytest.raises(GanforgeError, match="no alias 'gold'"):
+        registry.fetch_version("fetch", "gold", tmp_path / "c")
+    with pytest.raises(GanforgeError, match="no version 7"):
+        registry.fetch_version("fetch", "7", tmp_path / "d")
+
+
 def test_promote_and_rollback_walk_the_champion_history(store):
     c = cfg("rollback")
     versions = [registry.register_candidate(c, store.new_run(), store.model_uri, {"fid": 1.0}).version for _ in "abc"]

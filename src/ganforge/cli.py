@@ -85,6 +85,62 @@ def cmd_registry(args: argparse.Namespace) -> str:
     return f"registry: {name} champion rolled back to v{version}"
 
 
+def cmd_library(args: argparse.Namespace) -> str:
+    from ganforge.paths import Paths
+
+    paths = Paths()
+    if args.action == "build":
+        from ganforge.assets.build import build_library
+
+        if args.model:
+            args.set = [*(args.set or []), f"library.model={args.model}"]
+        return build_library(_config(args), paths, progress=not args.quiet).line()
+    from ganforge.assets import catalog
+
+    if args.params != Path("params.yaml") or args.set:
+        _config(args)  # validated, though ls/show/export read only the catalog
+    if not paths.catalog.exists():
+        raise GanforgeError(f"{paths.catalog}: no library yet; run `ganforge library build` (or `dvc repro`)")
+    df = catalog.read(paths.catalog)
+    if args.action == "show":
+        if not args.target:
+            raise GanforgeError("library show: give an asset ID (or a unique prefix of one); see `ganforge library ls`")
+        return _show(catalog.find(df, args.target), paths)
+    rows = catalog.select(df, args.cls, args.kind, args.min_realism)
+    if args.action == "ls":
+        rows = rows.sort_values(["kind", "class", "realism", "asset_id"], ascending=[True, True, False, True])
+        shown = rows if args.limit is None else rows.head(args.limit)
+        for r in shown.itertuples(index=False):
+            cls = r.class_name or "-"
+            print(
+                f"{r.asset_id}  {r.kind:<11}  {cls[:16]:<16}  realism {r.realism:6.3f}  D {r.d_score:7.3f}  "
+                f"nearest {r.nearest_real_feature:6.3f}/{r.nearest_real_pixel:5.3f}  {r.path}"
+            )
+        return f"library: {len(shown)} of {len(rows)} matching assets ({len(df)} in {paths.catalog})"
+    if not args.target:
+        raise GanforgeError("library export: give a DEST folder")
+    dest = catalog.export(rows, paths.library, Path(args.target))
+    return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
+
+
+def _show(row, paths) -> str:
+    import json
+
+    for key, value in row.items():
+        if key in ("seeds", "classes"):
+            value = list(value)
+        print(f"{key:>22}: {value}")
+    kind, seeds, classes = row["kind"], list(row["seeds"]), list(row["classes"])
+    if kind == "image" and row["model_version"]:
+        cls = classes[0] if classes else -1
+        frame = json.dumps({"seed": seeds, "class": [cls], "truncation": [float(row["truncation"])]})
+        print(
+            f"{'regenerate':>22}: mlflow.pyfunc.load_model('models:/{row['model_name']}/{row['model_version']}')"
+            f".predict(pandas.DataFrame({frame}))"
+        )
+    return f"library: {row['asset_id']} is {paths.library / row['path']}"
+
+
 def cmd_config(args: argparse.Namespace) -> str:
     import yaml
 
@@ -102,7 +158,7 @@ def cmd_report(args: argparse.Namespace) -> str:
 
     paths = Paths()
     lines = []
-    for name in ("prepare", "features", "train", "eval"):
+    for name in ("prepare", "features", "train", "eval", "library"):
         f = paths.metrics / f"{name}.json"
         if f.exists():
             values = json.loads(f.read_text())
@@ -133,6 +189,17 @@ def cmd_report(args: argparse.Namespace) -> str:
                 f"{'is the new champion' if reg['promoted'] else 'stays candidate'} ({reg['reason']}); "
                 f"champion is v{reg['champion']}: mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')"
             )
+    lib_file = paths.metrics / "library.json"
+    if lib_file.exists():
+        lib = json.loads(lib_file.read_text())
+        print("Asset library")
+        print(
+            f"  {lib['catalog_assets']} assets ({lib['images']['accepted'] + lib['images']['already_present']} images "
+            f"this build, {lib['videos']['accepted'] + lib['videos']['already_present']} videos) from "
+            f"{lib['protocol']['source']}; catalog {lib['catalog']}"
+        )
+        print(f"  gallery:        {paths.gallery.resolve().as_uri()}   (open it in a browser; no server needed)")
+        print("  browse:         ganforge library ls --class 3 --min-realism 1.0 | show ID | export DEST")
     uri = tracking_uri()
     print("MLflow")
     print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
@@ -171,6 +238,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("version", nargs="?", type=int, help="with promote: the version to make champion")
     p.add_argument("--name", help="registered model name (default: registry.model_name)")
+    p = add("library", cmd_library, "the asset library: build it, list, show and export assets (library/)")
+    p.add_argument("action", choices=["build", "ls", "show", "export"])
+    p.add_argument("target", nargs="?", help="show: an asset ID (or unique prefix); export: the DEST folder")
+    p.add_argument("--model", help="build: champion, candidate, a version number, or checkpoint (library.model)")
+    p.add_argument("--class", dest="cls", help="ls/export: only this class (number or name)")
+    p.add_argument("--kind", help="ls/export: image, latent_walk or class_morph")
+    p.add_argument("--min-realism", type=float, help="ls/export: only assets with at least this realism score")
+    p.add_argument("--limit", type=int, help="ls: show at most this many")
     add("config", cmd_config, "print the validated params (with overrides applied)")
     p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)

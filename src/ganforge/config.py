@@ -152,6 +152,39 @@ class EvaluateConfig(Section):
     seed: int = Field(0, ge=0)
 
 
+class LibraryConfig(Section):
+    """`library` stage: which generator to draw from, how candidates are scored, filtered and written."""
+
+    # an alias of registry.model_name (champion, candidate, ...), a version number, or "checkpoint"
+    model: str = Field("champion", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    checkpoint: str = "models/checkpoint.pt"  # used when model is "checkpoint"
+    images: int = Field(20, ge=0, le=1_000_000)  # per class (conditional generators) or in total
+    truncation: float = Field(0.8, gt=0.0, le=1.0)  # psi: z = psi * truncated normal (|z| <= 2); 1.0 = plain normal
+    selection: Literal["top", "drs"] = "top"
+    keep_fraction: float = Field(0.5, gt=0.0, le=1.0)  # candidates = images / keep_fraction
+    rank_by: Literal["realism", "discriminator"] = "realism"
+    drs_percentile: float = Field(80.0, ge=0.0, le=100.0)  # DRS: the F-percentile accepted with p = 1/2
+    k: int = Field(3, ge=1, le=100)  # neighbours of the realism score's real manifold
+    dedupe_hamming: int = Field(4, ge=-1, le=64)  # pHash distance <= this: near-duplicate (-1: off)
+    memorised_feature: float = Field(0.25, ge=0.0)  # reject when nearer a training image than this share of the
+    memorised_pixel: float = Field(0.02, ge=0.0)  # median train-to-train distance (features) / this RMSE (pixels)
+    videos: int = Field(2, ge=0, le=10_000)  # latent walks
+    morphs: int = Field(1, ge=0, le=10_000)  # class morphs (conditional generators)
+    keyframes: int = Field(4, ge=2, le=1000)
+    frames_per_key: int = Field(12, ge=1, le=1000)
+    fps: float = Field(24.0, gt=0.0, le=120.0)
+    video_size: int = Field(128, ge=16, le=2048)
+    batch_size: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0, lt=2**62)
+
+    @field_validator("video_size")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("expected an even number of pixels (H.264 needs even sizes)")
+        return v
+
+
 class GateConfig(Section):
     """Promotion to `champion`: FID must beat the champion's by `fid_margin`; every bound must hold."""
 
@@ -180,6 +213,7 @@ class Config(Section):
     features: FeaturesConfig = FeaturesConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
+    library: LibraryConfig = LibraryConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def flat(self) -> dict[str, Any]:

@@ -60,6 +60,23 @@ class Paths:
     def train_losses(self) -> Path:
         return self.plots / "train_losses.csv"
 
+    @property
+    def library(self) -> Path:
+        """The asset library: images/, videos/, catalog.parquet, index.html."""
+        return self.root / "library"
+
+    @property
+    def catalog(self) -> Path:
+        return self.library / "catalog.parquet"
+
+    @property
+    def gallery(self) -> Path:
+        return self.library / "index.html"
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -67,6 +84,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result should be an ordinary file
     try:
         yield Path(tmp)
         os.replace(tmp, target)

@@ -258,6 +258,59 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     }
 
 
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class FetchedVersion:
+    """A registered version's sampler artifacts, downloaded: generator.pt, spec.json (and discriminator.pt when the
+    version was logged with it)."""
+
+    name: str
+    version: int
+    run_id: str
+    checkpoint_sha256: str | None
+    files: dict[str, Path]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def fetch_version(name: str, ref: str, dest: Path) -> FetchedVersion:
+    """Download version `ref` of `name` (a number, or an alias such as champion) into `dest`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    model = _get_model(client, name)
+    if str(ref).isdigit():
+        mv = client.get_model_version(name, str(_version_number(client, name, ref)))
+    else:
+        try:
+            mv = client.get_model_version_by_alias(name, ref)
+        except MlflowException as exc:
+            if not (_not_found(exc) or getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"):
+                raise
+            aliases = sorted(model.aliases or {})
+            raise GanforgeError(
+                f"model {name!r} has no alias {ref!r} (aliases: {aliases}); run `ganforge evaluate`, or give a "
+                "version number or `checkpoint`"
+            ) from None
+    with _fluent_store():
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest))
+        )
+    files = {}
+    for stem in ("generator", "discriminator", "spec"):
+        found = sorted(local.rglob(f"{stem}.{'json' if stem == 'spec' else 'pt'}"))
+        if found:
+            files[stem] = found[0]
+    if "generator" not in files or "spec" not in files:
+        raise GanforgeError(f"models:/{name}/{mv.version} is not a ganforge sampler (no generator.pt/spec.json)")
+    return FetchedVersion(name, int(mv.version), mv.run_id, mv.tags.get(SHA_TAG), files)
+
+
 # ------------------------------------------------------------------------------------------- for people
 
 

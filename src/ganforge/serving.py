@@ -3,7 +3,8 @@
 Input: a DataFrame with `seed` (int >= 0), optional `class` (int; ignored by unconditional generators, where -1
 means "no class") and optional `truncation` (float in (0, 1], default 1). Output: uint8 images [N, C, H, W].
 The latent of a row depends on its seed alone (`torch.Generator().manual_seed(seed)`), so the same seed gives
-the same image, whatever else is in the batch. Truncation scales z towards the mean latent, 0.
+the same image, whatever else is in the batch. Truncation psi < 1 draws z from a normal truncated to |z| <= 2 and
+scales it by psi (ganforge.assets.sampling): the library's assets regenerate exactly from (version, seed, class, psi).
 
 Only the tracking layer (`ganforge.registry`) and consumers import this module: it imports mlflow.
 The model is logged with `code_paths=[<ganforge package>]`, so it loads where ganforge is not installed.
@@ -21,17 +22,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ganforge.assets.sampling import latent
+
 BATCH = 256  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
 COLUMNS = ("seed", "class", "truncation")
 
 
 def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]:
-    """Write the sampler's artifacts (EMA weights as a plain state dict, spec JSON) from a loaded checkpoint."""
+    """Write the sampler's artifacts from a loaded checkpoint: EMA generator weights and the discriminator's (plain
+    state dicts; the library scores candidates with D), and the spec JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator, spec = out_dir / "generator.pt", out_dir / "spec.json"
-    torch.save({k: v.detach().cpu() for k, v in checkpoint["G_ema"].items()}, generator)
-    spec.write_text(json.dumps({"spec": checkpoint["spec"], "class_names": list(checkpoint.get("class_names") or [])}))
-    return {"generator": str(generator), "spec": str(spec)}
+    files = {"generator": out_dir / "generator.pt", "spec": out_dir / "spec.json"}
+    torch.save({k: v.detach().cpu() for k, v in checkpoint["G_ema"].items()}, files["generator"])
+    if "D" in checkpoint:
+        files["discriminator"] = out_dir / "discriminator.pt"
+        torch.save({k: v.detach().cpu() for k, v in checkpoint["D"].items()}, files["discriminator"])
+    meta = {"spec": checkpoint["spec"], "class_names": list(checkpoint.get("class_names") or [])}
+    files["spec"].write_text(json.dumps(meta))
+    return {k: str(v) for k, v in files.items()}
 
 
 def signature(channels: int, resolution: int) -> Any:
@@ -54,11 +62,6 @@ def input_example(num_classes: int) -> pd.DataFrame:
     return pd.DataFrame({"seed": [0, 1], "class": classes, "truncation": [1.0, 0.7]})
 
 
-def latent(seed: int, z_dim: int) -> torch.Tensor:
-    """The latent of one seed: the same seed gives the same z, whatever else is sampled with it."""
-    return torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))
-
-
 class GeneratorSampler(mlflow.pyfunc.PythonModel):
     """Seed-addressed sampling from a ganforge generator (EMA weights), on CPU."""
 
@@ -79,8 +82,8 @@ class GeneratorSampler(mlflow.pyfunc.PythonModel):
         out = np.empty((n, spec.channels, spec.resolution, spec.resolution), dtype=np.uint8)
         with torch.inference_mode():
             for i in range(0, n, BATCH):
-                zi = torch.stack([latent(s, spec.z_dim) for s in seeds[i : i + BATCH]])
-                zi = zi * torch.tensor(truncation[i : i + BATCH], dtype=torch.float32)[:, None]
+                rows = zip(seeds[i : i + BATCH], truncation[i : i + BATCH], strict=True)
+                zi = torch.stack([latent(s, spec.z_dim, psi) for s, psi in rows])
                 yi = torch.tensor(classes[i : i + BATCH], dtype=torch.long) if spec.num_classes else None
                 x = self.G(zi, yi).float().clamp(-1, 1)
                 out[i : i + BATCH] = ((x + 1) * 127.5).round().to(torch.uint8).numpy()

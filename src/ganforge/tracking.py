@@ -167,3 +167,15 @@ def record_evaluation(
         client.set_tag(run_id, f"eval.protocol.{k}", str(v))
     decision = registry.evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores)
     return {"run_id": run_id, **decision}
+
+
+def record_library(run_id: str, values: dict[str, float]) -> str:
+    """Log a library build's counts and throughput (`library.<name>`) to the run behind the model it drew from.
+    Returns where they went, or why not (a run missing from this store is not worth failing a finished build)."""
+    client = _client()
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        return f"not logged: run {run_id} is not in {tracking_uri()} ({exc.__class__.__name__})"
+    TrainRun(client, run_id).log_metrics(0, {f"library.{k}": float(v) for k, v in values.items()})
+    return f"logged to run {run_id}"

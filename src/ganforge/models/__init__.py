@@ -1,7 +1,8 @@
 """Generators and discriminators by name.
 
 A model family is one function `build(spec) -> (G, D)` registered with `@register("name")`;
-`train.model` in params.yaml picks it. Every generator maps `(z, y)` to images in [-1, 1];
+`train.model` in params.yaml picks it. Every generator maps `(z, y)` to images in [-1, 1], where y is class
+indices [N] or, for blends between classes (class morphs), class weights [N, num_classes];
 every discriminator maps `(x, y)` to one logit per pack of `spec.pack` images.
 """
 

@@ -64,7 +64,9 @@ class Generator(nn.Module):
         if self.embed is not None:
             if y is None:
                 raise ValueError("this generator is class-conditional: pass labels y")
-            z = torch.cat([z, self.embed(y)], dim=1)
+            # class indices [N], or class weights [N, num_classes] (soft labels: blends, for class morphs)
+            e = y.to(self.embed.weight.dtype) @ self.embed.weight if y.is_floating_point() else self.embed(y)
+            z = torch.cat([z, e], dim=1)
         return self.main(z[:, :, None, None])
 
 

@@ -1,0 +1,1 @@
+"""Turn trained generators into a curated asset library (images, videos, metadata)."""

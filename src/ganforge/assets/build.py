@@ -1,0 +1,478 @@
+"""The `library` stage: draw candidates from a generator, score them, keep the good, new and unique ones,
+write them with their provenance (catalog.parquet) and a static gallery (index.html).
+
+Funnel per class (per build, in this order): `images / keep_fraction` candidates from seeds seed, seed+1, ...
+-> keep the best `keep_fraction` by realism (or D), or those discriminator rejection sampling accepts
+-> skip addresses already in the catalog (already_present) -> reject near-copies of training images (near_copies)
+-> drop near-duplicates of library assets by pHash (duplicates) -> write (accepted).
+Videos: latent walks and class morphs, each addressed by its keyframe seeds, classes and truncation.
+
+A build holds library/.lock; it writes each file atomically before its catalog row and flushes the catalog every
+FLUSH_EVERY assets and on the way out (also on Ctrl-C), so a killed build resumes where it stopped: its finished
+files are in the catalog, and files no row names are removed when the next build starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ganforge import __version__
+from ganforge.assets import catalog, scoring
+from ganforge.assets.sampling import latents, morph, walk
+from ganforge.assets.source import Source, open_source
+from ganforge.config import Config
+from ganforge.data.dataset import PreparedData
+from ganforge.errors import GanforgeError
+from ganforge.paths import Paths, atomic_path, write_text_atomic
+
+FLUSH_EVERY = 64
+VIDEO_SEED_OFFSET = 1 << 40  # video keyframe seeds live far from image seeds: no asset shares a latent by accident
+VIDEO_CRF = 18
+
+
+@dataclass
+class Counts:
+    requested: int = 0
+    generated: int = 0
+    rejected_quality: int = 0
+    near_copies: int = 0
+    duplicates: int = 0
+    already_present: int = 0
+    accepted: int = 0
+
+    def add(self, other: Counts) -> None:
+        for k, v in vars(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class LibrarySummary:
+    images: Counts
+    videos: Counts
+    metrics: dict[str, Any]
+    gallery: str
+    source: str
+
+    def line(self) -> str:
+        i, v, m = self.images, self.videos, self.metrics
+        return (
+            f"library: {i.accepted} new images, {v.accepted} new videos from {self.source} "
+            f"({i.generated} candidates: {i.rejected_quality} below the quality cut, {i.near_copies + v.near_copies} "
+            f"near-copies, {i.duplicates} duplicates, {i.already_present + v.already_present} already there; "
+            f"{m['images_per_second']:.0f} img/s, {m['video_frames_per_second']:.0f} video frames/s); "
+            f"{m['catalog_assets']} assets in {m['catalog']} -> gallery {self.gallery}"
+        )
+
+
+class Scorer:
+    """Generates and scores batches: uint8 images, evaluation features, realism, D logit, nearest-real."""
+
+    def __init__(self, cfg: Config, paths: Paths, src: Source) -> None:
+        from ganforge.evaluate import extractor, reference_features
+
+        data = PreparedData.open(paths.prepared)
+        spec = src.spec
+        if (data.resolution, data.channels) != (spec.resolution, spec.channels):
+            raise GanforgeError(
+                f"library: {src.uri} makes {spec.resolution}x{spec.resolution}x{spec.channels} images but "
+                f"{paths.prepared} holds {data.resolution}x{data.resolution}x{data.channels}: prepare the data the "
+                "model was trained on"
+            )
+        self.src = src
+        self.extract, self.protocol = extractor(cfg.evaluate, paths)
+        train_x, _ = data.load("train")
+        feats, self.reference_from_cache = reference_features(self.extract, self.protocol, paths, "train", train_x)
+        self.real = scoring.RealSet.build(feats, train_x, cfg.library.k)
+        self.batch = cfg.library.batch_size
+        self.seconds = 0.0  # generation + scoring time (throughput)
+
+    @torch.inference_mode()
+    def images(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        out = []
+        for i in range(0, len(z), self.batch):
+            x = self.src.G(z[i : i + self.batch], None if y is None else y[i : i + self.batch])
+            out.append(x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
+        return torch.cat(out) if out else torch.empty(0, self.src.spec.channels, 1, 1, dtype=torch.uint8)
+
+    @torch.inference_mode()
+    def score(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Scores of uint8 images x (y: class indices, or None)."""
+        feats, _ = self.extract(x)
+        cmp = scoring.compare(feats, x, self.real)
+        if self.src.D is None:
+            d = torch.full((len(x),), math.nan)
+        else:
+            d = torch.cat(
+                [
+                    scoring.discriminator_logits(
+                        self.src.D, x[i : i + self.batch], None if y is None else y[i : i + self.batch]
+                    )
+                    for i in range(0, len(x), self.batch)
+                ]
+            )
+        return {
+            "realism": cmp.realism,
+            "d_score": d.double(),
+            "nearest_feature": cmp.nearest_feature,
+            "nearest_index": cmp.nearest_index,
+            "nearest_pixel": cmp.nearest_pixel,
+        }
+
+
+@dataclass
+class Catalog:
+    """The catalog being built: rows, known addresses and hashes; flushed to disk every FLUSH_EVERY rows."""
+
+    paths: Paths
+    frame: pd.DataFrame
+    build_id: str
+    new_rows: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0
+
+    def __post_init__(self) -> None:
+        self.known = catalog.addresses(self.frame)
+        self.image_hashes = [int(h, 16) for h in self.frame.loc[self.frame["kind"] == "image", "phash"] if h]
+
+    def hashes(self) -> np.ndarray:
+        return np.array(self.image_hashes, dtype=np.uint64)
+
+    def add(self, row: dict[str, Any]) -> None:
+        row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
+        self.new_rows.append(row)
+        key = catalog.address(row["model_sha256"], row["kind"], row["seeds"], row["classes"], row["truncation"])
+        self.known.add(key)
+        if row["kind"] == "image":
+            self.image_hashes.append(int(row["phash"], 16))
+        self.pending += 1
+        if self.pending >= FLUSH_EVERY:
+            self.flush()
+
+    def all(self) -> pd.DataFrame:
+        if not self.new_rows:
+            return self.frame
+        new = pd.DataFrame(self.new_rows)
+        for col, dtype in catalog.SCHEMA.items():
+            if dtype != "object":
+                new[col] = new[col].astype(dtype)
+        parts = [f for f in (self.frame, new[list(catalog.SCHEMA)]) if len(f)]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def flush(self) -> None:
+        if self.pending or not self.paths.catalog.exists():
+            catalog.write(self.all(), self.paths.catalog)
+        self.pending = 0
+
+
+def _provenance(src: Source) -> dict[str, Any]:
+    return {
+        "model_name": src.model_name,
+        "model_version": src.model_version,
+        "model_sha256": src.model_sha256,
+        "run_id": src.run_id,
+        "source": src.uri,
+    }
+
+
+def _class_name(src: Source, c: int) -> str:
+    if c < 0:
+        return ""
+    return src.class_names[c] if c < len(src.class_names) else str(c)
+
+
+def _save_png(image: np.ndarray, path: Any) -> None:
+    from PIL import Image
+
+    arr = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def _order(scores: dict[str, torch.Tensor], rank_by: str) -> list[int]:
+    """Best first: by realism (then D) or by D (then realism); ties by seed (index)."""
+    r = scores["realism"].tolist()
+    d = [v if v == v else -math.inf for v in scores["d_score"].tolist()]  # no discriminator: NaN ranks last
+    first, second = (d, r) if rank_by == "discriminator" else (r, d)
+    keyed = [(-first[i], -second[i], i) for i in range(len(r))]
+    return [i for *_, i in sorted(keyed)]
+
+
+def _select(cfg: Config, scores: dict[str, torch.Tensor], seeds: list[int], c: int, want: int) -> list[int]:
+    """Indices of the candidates that pass the quality step, in the order they are then considered."""
+    lc = cfg.library
+    if lc.selection == "top":
+        return _order(scores, lc.rank_by)[:want]
+    p = scoring.drs_accept_probability(scores["d_score"], lc.drs_percentile).tolist()
+    accepted = [i for i, s in enumerate(seeds) if scoring.uniform("drs", s, c) < p[i]]
+    return accepted[:want]
+
+
+def _memorised(cfg: Config, real: scoring.RealSet, feature: float, pixel: float) -> bool:
+    lc = cfg.library
+    return feature < lc.memorised_feature * real.median_nn or pixel < lc.memorised_pixel
+
+
+def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -> Counts:
+    lc, src = cfg.library, scorer.src
+    counts = Counts()
+    classes = list(range(src.spec.num_classes)) if src.spec.num_classes else [-1]
+    n_cand = math.ceil(lc.images / lc.keep_fraction - 1e-9) if lc.images else 0
+    seeds = list(range(lc.seed, lc.seed + n_cand))
+    prov = _provenance(src)
+    for c in classes:
+        counts.requested += lc.images
+        if not n_cand:
+            continue
+        t0 = time.perf_counter()
+        parts: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
+        for i in range(0, n_cand, lc.batch_size):
+            chunk = seeds[i : i + lc.batch_size]
+            y = None if c < 0 else torch.full((len(chunk),), c, dtype=torch.long)
+            x = scorer.images(latents(chunk, src.spec.z_dim, lc.truncation), y)
+            parts.append((x, scorer.score(x, y)))
+            bar.update(len(chunk))
+        scorer.seconds += time.perf_counter() - t0
+        x = torch.cat([p[0] for p in parts])
+        scores = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+        counts.generated += n_cand
+        chosen = _select(cfg, scores, seeds, c, lc.images)
+        counts.rejected_quality += n_cand - len(chosen)
+        classes_key = [] if c < 0 else [c]
+        for i in chosen:
+            if catalog.address(src.model_sha256, "image", [seeds[i]], classes_key, lc.truncation) in cat.known:
+                counts.already_present += 1
+                continue
+            near_f, near_p = float(scores["nearest_feature"][i]), float(scores["nearest_pixel"][i])
+            if _memorised(cfg, scorer.real, near_f, near_p):
+                counts.near_copies += 1
+                continue
+            img = x[i].numpy()
+            h = scoring.phash(img)
+            if lc.dedupe_hamming >= 0 and (scoring.hamming(h, cat.hashes()) <= lc.dedupe_hamming).any():
+                counts.duplicates += 1
+                continue
+            asset_id = scoring.content_id("image", img)
+            rel = f"images/{'all' if c < 0 else f'{c:03d}'}/{asset_id}.png"
+            _save_png(img, paths.library / rel)
+            cat.add(
+                {
+                    "asset_id": asset_id,
+                    "kind": "image",
+                    "path": rel,
+                    "preview": "",
+                    "poster": "",
+                    "width": img.shape[2],
+                    "height": img.shape[1],
+                    "frames": 1,
+                    "fps": math.nan,
+                    "seeds": [seeds[i]],
+                    "class": c,
+                    "classes": classes_key,
+                    "class_name": _class_name(src, c),
+                    "truncation": lc.truncation,
+                    **prov,
+                    "realism": float(scores["realism"][i]),
+                    "d_score": float(scores["d_score"][i]),
+                    "nearest_real_feature": near_f,
+                    "nearest_real_pixel": near_p,
+                    "nearest_real_index": int(scores["nearest_index"][i]),
+                    "phash": f"{h:016x}",
+                }
+            )
+            counts.accepted += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    kind: str  # latent_walk | class_morph
+    seeds: list[int]
+    classes: list[int]  # latent walk: [class] (or [] unconditional); class morph: the class sequence
+
+
+def video_plans(cfg: Config, num_classes: int) -> Iterator[VideoPlan]:
+    lc = cfg.library
+    base = lc.seed + VIDEO_SEED_OFFSET
+    for v in range(lc.videos):
+        seeds = [base + v * lc.keyframes + k for k in range(lc.keyframes)]
+        yield VideoPlan("latent_walk", seeds, [v % num_classes] if num_classes else [])
+    if num_classes > 1:
+        for m in range(lc.morphs):
+            classes = [(m * lc.keyframes + k) % num_classes for k in range(lc.keyframes)]
+            yield VideoPlan("class_morph", [base + (1 << 30) + m], classes)
+
+
+def _frames(scorer: Scorer, plan: VideoPlan, cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 frames [T, C, H, W] of a plan, and the class labels D should judge them with."""
+    lc, spec = cfg.library, scorer.src.spec
+    keys = latents(plan.seeds, spec.z_dim, lc.truncation)
+    if plan.kind == "latent_walk":
+        z = walk(keys, lc.frames_per_key)
+        y = torch.full((len(z),), plan.classes[0], dtype=torch.long) if plan.classes else None
+        return scorer.images(z, y), y
+    weights = morph(plan.classes, spec.num_classes, lc.frames_per_key)
+    frames = scorer.images(keys.expand(len(weights), -1), weights)
+    return frames, weights.argmax(dim=1)
+
+
+def _videos(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -> tuple[Counts, int, float]:
+    from ganforge.assets.video import write_video
+
+    lc, src = cfg.library, scorer.src
+    counts, frames_done, seconds = Counts(), 0, 0.0
+    prov = _provenance(src)
+    for plan in video_plans(cfg, src.spec.num_classes):
+        counts.requested += 1
+        if catalog.address(src.model_sha256, plan.kind, plan.seeds, plan.classes, lc.truncation) in cat.known:
+            counts.already_present += 1
+            bar.update(1)
+            continue
+        t0 = time.perf_counter()
+        frames, y = _frames(scorer, plan, cfg)
+        s = scorer.score(frames, y)
+        counts.generated += 1
+        near_f, near_p = float(s["nearest_feature"].min()), float(s["nearest_pixel"].min())
+        if _memorised(cfg, scorer.real, near_f, near_p):
+            counts.near_copies += 1
+            bar.update(1)
+            continue
+        clip = frames.permute(0, 2, 3, 1).contiguous().numpy()
+        asset_id = scoring.content_id(plan.kind, clip, lc.fps, lc.video_size, VIDEO_CRF)
+        rel = f"videos/{asset_id}"
+        files = write_video(
+            clip,
+            paths.library / f"{rel}.mp4",
+            paths.library / f"{rel}.webp",
+            paths.library / f"{rel}.png",
+            fps=lc.fps,
+            size=lc.video_size,
+            crf=VIDEO_CRF,
+        )
+        seconds += time.perf_counter() - t0
+        frames_done += len(clip)
+        poster = frames[len(frames) // 2].numpy()
+        is_walk = plan.kind == "latent_walk"
+        c = plan.classes[0] if is_walk and plan.classes else -1
+        name = (
+            _class_name(src, c)
+            if is_walk
+            else " > ".join(_class_name(src, k) for k in [*plan.classes, plan.classes[0]])
+        )
+        cat.add(
+            {
+                "asset_id": asset_id,
+                "kind": plan.kind,
+                "path": f"{rel}.mp4",
+                "preview": f"{rel}.webp",
+                "poster": f"{rel}.png",
+                "width": files.width,
+                "height": files.height,
+                "frames": files.frames,
+                "fps": float(files.fps),
+                "seeds": plan.seeds,
+                "class": c,
+                "classes": plan.classes,
+                "class_name": name,
+                "truncation": lc.truncation,
+                **prov,
+                "realism": float(s["realism"].mean()),
+                "d_score": float(s["d_score"].mean()),
+                "nearest_real_feature": near_f,
+                "nearest_real_pixel": near_p,
+                "nearest_real_index": int(s["nearest_index"][s["nearest_feature"].argmin()]),
+                "phash": f"{scoring.phash(poster):016x}",
+            }
+        )
+        counts.accepted += 1
+        bar.update(1)
+    return counts, frames_done, seconds
+
+
+def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySummary:
+    """Build (or extend) the library from `library.model`; write metrics/library.json; log it to MLflow."""
+    from ganforge.assets.gallery import write_gallery
+
+    lc = cfg.library
+    t0 = time.perf_counter()
+    with catalog.locked(paths.library):
+        frame, dropped, removed = catalog.reconcile(catalog.read(paths.catalog), paths.library)
+        src = open_source(cfg, paths)
+        if src.D is None and (lc.selection == "drs" or lc.rank_by == "discriminator"):
+            raise GanforgeError(
+                f"library: {src.uri} was registered without its discriminator, which selection=drs and "
+                "rank_by=discriminator need: use library.model=checkpoint, or selection top with rank_by realism"
+            )
+        scorer = Scorer(cfg, paths, src)
+        build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        cat = Catalog(paths, frame, build_id)
+        classes = max(1, src.spec.num_classes)
+        n_cand = math.ceil(lc.images / lc.keep_fraction - 1e-9) if lc.images else 0
+        n_videos = sum(1 for _ in video_plans(cfg, src.spec.num_classes))
+        bar = tqdm(total=n_cand * classes + n_videos, desc="library", unit="img", disable=not progress)
+        try:
+            images = _images(cfg, paths, scorer, cat, bar)
+            videos, video_frames, video_seconds = _videos(cfg, paths, scorer, cat, bar)
+        finally:
+            bar.close()
+            cat.flush()
+        final = cat.all()
+        totals = Counts()
+        totals.add(images)
+        totals.add(videos)
+        metrics: dict[str, Any] = {
+            **vars(totals),
+            "images": vars(images),
+            "videos": vars(videos),
+            "images_per_second": images.generated / scorer.seconds if scorer.seconds else 0.0,
+            "video_frames_per_second": video_frames / video_seconds if video_seconds else 0.0,
+            "seconds": 0.0,
+            "catalog_assets": len(final),
+            "catalog": str(paths.catalog),
+            "rows_dropped_missing_files": dropped,
+            "orphan_files_removed": removed,
+            "build_id": build_id,
+            "protocol": {
+                "source": src.uri,
+                "model_sha256": src.model_sha256,
+                "run_id": src.run_id,
+                "extractor": scorer.protocol.get("extractor"),
+                "extractor_weights_sha256": scorer.protocol.get("weights_sha256"),
+                "reference_split": "train",
+                "n_real": len(scorer.real.features),
+                "realism_k": lc.k,
+                "realism_manifold": len(scorer.real.manifold),
+                "median_train_nn_distance": scorer.real.median_nn,
+                "memorised_feature_distance": lc.memorised_feature * scorer.real.median_nn,
+                "memorised_pixel_rmse": lc.memorised_pixel,
+                "selection": lc.selection,
+                "keep_fraction": lc.keep_fraction,
+                "rank_by": lc.rank_by,
+                "truncation": lc.truncation,
+                "dedupe_hamming": lc.dedupe_hamming,
+                "ganforge": __version__,
+                "torch": torch.__version__,
+            },
+        }
+        summary_table = {k: metrics[k] for k in ("accepted", "already_present", "catalog_assets")}
+        summary_table.update(source=src.uri, build=build_id)
+        gallery = write_gallery(final, paths.library, summary=summary_table)
+    metrics["seconds"] = time.perf_counter() - t0
+    write_text_atomic(paths.metrics / "library.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    if cfg.tracking.enabled and src.run_id:
+        from ganforge import tracking
+
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        metrics["mlflow"] = tracking.record_library(src.run_id, numeric)
+        write_text_atomic(paths.metrics / "library.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    return LibrarySummary(images, videos, metrics, str(gallery), src.uri)

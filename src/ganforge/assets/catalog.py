@@ -1,0 +1,225 @@
+"""library/catalog.parquet: one row per asset, with everything needed to find, judge and regenerate it.
+
+An asset is addressed by (model weights, kind, seeds, classes, truncation): the same address always means the same
+pixels, so a build skips addresses already in the catalog. `asset_id` is a hash of the content (pixels, and for
+videos the encoding settings). The catalog is rewritten atomically; files are written before their rows, and a
+build removes files no row names (what a killed build can leave behind) before it starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ganforge.errors import GanforgeError
+from ganforge.paths import atomic_path
+
+KINDS = ("image", "latent_walk", "class_morph")
+# column -> pandas dtype of an empty catalog (list columns are object: lists of ints)
+SCHEMA: dict[str, str] = {
+    "asset_id": "string",
+    "kind": "string",
+    "path": "string",
+    "preview": "string",
+    "poster": "string",
+    "width": "int64",
+    "height": "int64",
+    "frames": "int64",
+    "fps": "float64",
+    "seeds": "object",
+    "class": "int64",
+    "classes": "object",
+    "class_name": "string",
+    "truncation": "float64",
+    "model_name": "string",
+    "model_version": "string",
+    "model_sha256": "string",
+    "run_id": "string",
+    "source": "string",
+    "realism": "float64",
+    "d_score": "float64",
+    "nearest_real_feature": "float64",
+    "nearest_real_pixel": "float64",
+    "nearest_real_index": "int64",
+    "phash": "string",
+    "created_at": "datetime64[us, UTC]",
+    "build_id": "string",
+}
+ASSET_FILE = re.compile(r"^[0-9a-f]{16}\.(png|mp4|webp)$")
+
+
+def empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMA.items()})
+
+
+def read(path: Path) -> pd.DataFrame:
+    """The catalog at `path` (empty when there is none yet); one-line error when it cannot be read."""
+    if not path.exists():
+        return empty()
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:
+        raise GanforgeError(
+            f"{path}: unreadable catalog ({exc.__class__.__name__}); move it aside and build again "
+            "(files no catalog row names are then regenerated or removed)"
+        ) from None
+    missing = [c for c in SCHEMA if c not in df.columns]
+    if missing:
+        raise GanforgeError(f"{path}: not a ganforge catalog (missing columns {missing})")
+    for col in ("seeds", "classes"):
+        df[col] = [[int(v) for v in x] for x in df[col]]
+    return df[list(SCHEMA)].reset_index(drop=True)
+
+
+def write(df: pd.DataFrame, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = df[list(SCHEMA)].reset_index(drop=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    lists = pa.list_(pa.int64())
+    table = table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, lists) if f.name in ("seeds", "classes") else pa.field(f.name, f.type)
+                for f in table.schema
+            ]
+        )
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def address(
+    model_sha256: str, kind: str, seeds: list[int], classes: list[int], truncation: float
+) -> tuple[str, str, tuple[int, ...], tuple[int, ...], float]:
+    """What identifies an asset before it is generated: the same address gives the same pixels."""
+    return (model_sha256, kind, tuple(int(s) for s in seeds), tuple(int(c) for c in classes), round(truncation, 9))
+
+
+def addresses(df: pd.DataFrame) -> set[tuple[str, str, tuple[int, ...], tuple[int, ...], float]]:
+    return {
+        address(str(r.model_sha256), str(r.kind), list(r.seeds), list(r.classes), float(r.truncation))
+        for r in df.itertuples(index=False)
+    }
+
+
+def files_of(row: Any) -> list[str]:
+    """The library-relative paths of a row's files."""
+    return [p for p in (row["path"], row["preview"], row["poster"]) if isinstance(p, str) and p]
+
+
+def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
+    """Drop rows whose files are gone; delete asset files no row names and temporary files left by a kill.
+    Returns (catalog, rows dropped, files removed)."""
+    keep = [all((library / p).is_file() for p in files_of(row)) for _, row in df.iterrows()]
+    dropped = len(df) - sum(keep)
+    df = df[pd.Series(keep, index=df.index, dtype=bool)].reset_index(drop=True)
+    named = {(library / p).resolve() for _, row in df.iterrows() for p in files_of(row)}
+    removed = 0
+    for sub in ("images", "videos"):
+        root = library / sub
+        if not root.is_dir():
+            continue
+        for f in root.rglob("*"):
+            if not f.is_file() or f.is_symlink():
+                continue
+            stray = (f.name.startswith(".") and f.name.endswith(".tmp")) or (
+                ASSET_FILE.match(f.name) and f.resolve() not in named
+            )
+            if stray:
+                f.unlink()
+                removed += 1
+    return df, dropped, removed
+
+
+def select(
+    df: pd.DataFrame, cls: str | None = None, kind: str | None = None, min_realism: float | None = None
+) -> pd.DataFrame:
+    """Rows matching a class (number or name), a kind and a minimum realism score."""
+    out = df
+    if cls is not None:
+        if cls.lstrip("-").isdigit():
+            n = int(cls)
+            out = out[(out["class"] == n) | out["classes"].map(lambda cs: n in list(cs) and len(cs) > 1)]
+        else:
+            out = out[out["class_name"] == cls]
+    if kind is not None:
+        if kind not in KINDS:
+            raise GanforgeError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        out = out[out["kind"] == kind]
+    if min_realism is not None:
+        out = out[out["realism"] >= min_realism]
+    return out
+
+
+def find(df: pd.DataFrame, asset_id: str) -> pd.Series:
+    """The row whose asset_id starts with `asset_id` (unique prefix)."""
+    hits = df[df["asset_id"].str.startswith(asset_id.lower())] if asset_id else df.iloc[:0]
+    if len(hits) == 1:
+        return hits.iloc[0]
+    if not len(hits):
+        raise GanforgeError(f"no asset {asset_id!r} in the catalog ({len(df)} assets; `ganforge library ls`)")
+    raise GanforgeError(f"{asset_id!r} is ambiguous: {len(hits)} assets start with it; give more characters")
+
+
+@contextmanager
+def locked(library: Path) -> Iterator[None]:
+    """Hold library/.lock for a build: a second build into the same library refuses with the holder's pid."""
+    library.mkdir(parents=True, exist_ok=True)
+    lock = library / ".lock"
+    with lock.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise GanforgeError(
+                f"{library}: another library build is running (pid {holder}); wait for it to finish"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def export(rows: pd.DataFrame, library: Path, dest: Path) -> Path:
+    """Copy the rows' files from `library` into `dest` (same relative layout) with a catalog.parquet of them.
+
+    Refuses any path that would leave `library` or `dest` (absolute, `..`, symlinks out): a catalog is data, and
+    data may have been edited by someone else."""
+    import shutil
+
+    dest = dest.resolve()
+    lib = library.resolve()
+    if dest == lib or lib in dest.parents:
+        raise GanforgeError(f"export: DEST {dest} is inside the library {lib}; choose a folder outside it")
+    plan: list[tuple[Path, Path]] = []
+    for _, row in rows.iterrows():
+        for rel in files_of(row):
+            src, out = (lib / rel).resolve(), (dest / rel).resolve()
+            if Path(rel).is_absolute() or lib not in src.parents or dest not in out.parents:
+                raise GanforgeError(f"export: asset {row['asset_id']} has a path outside the library: {rel!r}")
+            if not src.is_file():
+                raise GanforgeError(f"export: {src} is missing; run `ganforge library build` to repair the library")
+            plan.append((src, out))
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, out in plan:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(src, tmp)
+    write(rows, dest / "catalog.parquet")
+    return dest
