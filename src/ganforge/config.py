@@ -174,7 +174,7 @@ class LibraryConfig(Section):
     frames_per_key: int = Field(12, ge=1, le=1000)
     fps: float = Field(24.0, gt=0.0, le=120.0)
     video_size: int = Field(128, ge=16, le=2048)
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, lt=2**62)
 
     @field_validator("video_size")

@@ -24,7 +24,7 @@ import torch
 
 from ganforge.assets.sampling import latent
 
-BATCH = 256  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
+BATCH = 32  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
 COLUMNS = ("seed", "class", "truncation")
 
 
