@@ -186,3 +186,13 @@ def test_library_lock_refuses_a_second_build(tmp_path):
         pass
     with catalog.locked(lib):  # released
         pass
+
+
+def test_catalog_hash_buffer_grows(tmp_path):
+    from ganforge.assets.build import Catalog
+    from ganforge.paths import Paths
+
+    cat = Catalog(Paths(tmp_path), catalog.empty(), "b")
+    for h in range(3000):
+        cat._add_hash(h * 7919)
+    assert len(cat.hashes()) == 3000 and int(cat.hashes()[-1]) == 2999 * 7919 and int(cat.hashes()[1]) == 7919

@@ -147,6 +147,49 @@ def test_killed_build_resumes_without_duplicates_or_orphans(project, tmp_path, m
     assert resumed.images.already_present == 10
 
 
+KILLER = """
+import os, signal, sys
+from ganforge.assets import build
+from ganforge.config import load_config
+from ganforge.paths import Paths
+
+build.FLUSH_EVERY = 4
+real_add, calls = build.Catalog.add, []
+
+def add(self, row):
+    calls.append(1)
+    if len(calls) == 11:  # the 11th file is on disk, rows 9-10 not flushed yet: SIGKILL, no cleanup runs
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_add(self, row)
+
+build.Catalog.add = add
+build.build_library(load_config(sys.argv[1], sys.argv[2:]), Paths(), progress=False)
+"""
+
+
+def test_sigkilled_build_resumes_to_the_same_library(project, tmp_path):
+    reference = copy_project(project, tmp_path / "ref")
+    build_library(cfg_with(), reference, progress=False)
+    want = catalog.read(reference.catalog)
+
+    out = subprocess.run([sys.executable, "-c", KILLER, str(ROOT / "params.yaml"), *LIB], cwd=project.root,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == -9, out.stderr
+    assert len(catalog.read(project.catalog)) == 8 and len(asset_files(project)) == 11
+    assert (project.library / ".lock").exists()  # left behind, but no longer locked
+
+    resumed = build_library(cfg_with(), project, progress=False)
+    got = catalog.read(project.catalog)
+    assert resumed.metrics["orphan_files_removed"] == 3 and resumed.images.already_present == 8
+    assert sorted(got["asset_id"]) == sorted(want["asset_id"]) and got["asset_id"].is_unique
+    assert catalog_files(got) == asset_files(project)
+    cols = [c for c in catalog.SCHEMA if c not in ("created_at", "build_id")]
+    key = ["asset_id"]
+    pd.testing.assert_frame_equal(
+        got[cols].sort_values(key).reset_index(drop=True), want[cols].sort_values(key).reset_index(drop=True)
+    )
+
+
 def test_dedupe_and_memorisation_filters(project):
     everything_dup = build_library(cfg_with("library.dedupe_hamming=64", "library.videos=0", "library.morphs=0"),
                                    project, progress=False)  # fmt: skip
@@ -233,3 +276,16 @@ def test_cli_build_ls_show_export(project, tmp_path):
     ]:
         r = run_cli(bad, cwd)
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and message in r.stderr, (bad, r.stderr)
+
+
+def test_unconditional_generator_fills_one_pool(project):
+    from ganforge.training.loop import train
+
+    cfg = cfg_with("train.conditional=false", "train.steps=10", "library.images=8")
+    train(cfg, project, progress=False)
+    s = build_library(cfg, project, progress=False)
+    df = catalog.read(project.catalog)
+    assert s.images.requested == 8 and s.images.generated == 16 and s.videos.requested == 2  # no class morph
+    assert set(df["class"]) == {-1} and set(df["class_name"]) == {""}
+    assert df[df["kind"] == "image"]["path"].str.startswith("images/all/").all()
+    assert set(df["kind"]) <= {"image", "latent_walk"} and df["classes"].map(len).eq(0).all()

@@ -143,10 +143,20 @@ class Catalog:
 
     def __post_init__(self) -> None:
         self.known = catalog.addresses(self.frame)
-        self.image_hashes = [int(h, 16) for h in self.frame.loc[self.frame["kind"] == "image", "phash"] if h]
+        hashes = [int(h, 16) for h in self.frame.loc[self.frame["kind"] == "image", "phash"] if h]
+        self._hashes = np.zeros(max(1024, 2 * len(hashes)), dtype=np.uint64)  # grows by doubling
+        self._hashes[: len(hashes)] = hashes
+        self._n_hashes = len(hashes)
 
     def hashes(self) -> np.ndarray:
-        return np.array(self.image_hashes, dtype=np.uint64)
+        """pHashes of the library's images (a view: valid until the next add)."""
+        return self._hashes[: self._n_hashes]
+
+    def _add_hash(self, h: int) -> None:
+        if self._n_hashes == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+        self._hashes[self._n_hashes] = h
+        self._n_hashes += 1
 
     def add(self, row: dict[str, Any]) -> None:
         row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
@@ -154,7 +164,7 @@ class Catalog:
         key = catalog.address(row["model_sha256"], row["kind"], row["seeds"], row["classes"], row["truncation"])
         self.known.add(key)
         if row["kind"] == "image":
-            self.image_hashes.append(int(row["phash"], 16))
+            self._add_hash(int(row["phash"], 16))
         self.pending += 1
         if self.pending >= FLUSH_EVERY:
             self.flush()

@@ -43,7 +43,8 @@ def _networks(spec: ModelSpec, g_state: dict, d_state: dict | None) -> tuple[nn.
     return G, D.eval().requires_grad_(False)
 
 
-def from_checkpoint(path: Path, paths: Paths) -> Source:
+def from_checkpoint(path: Path, paths: Paths, label: str | None = None) -> Source:
+    """A checkpoint file; `label` names it in the provenance (default: the path as given)."""
     state = checkpoint.load(path)
     spec = ModelSpec(**state["spec"])
     G, D = _networks(spec, state["G_ema"], state["D"])
@@ -52,7 +53,7 @@ def from_checkpoint(path: Path, paths: Paths) -> Source:
         run_id = str(json.loads(paths.mlflow_run.read_text()).get("run_id", ""))
     sha = sha256_file(path)
     names = [str(n) for n in state.get("class_names") or []]
-    return Source(G, D, spec, names, "", "", sha, run_id, f"checkpoint:{path}")
+    return Source(G, D, spec, names, "", "", sha, run_id, f"checkpoint:{label or path}")
 
 
 def from_registry(cfg: Config, paths: Paths) -> Source:
@@ -84,7 +85,8 @@ def open_source(cfg: Config, paths: Paths) -> Source:
     lc = cfg.library
     if lc.model == "checkpoint":
         path = Path(lc.checkpoint)
-        return from_checkpoint(path if path.is_absolute() else paths.root / path, paths)
+        # provenance names the file as configured (relative to the project root), wherever the root is
+        return from_checkpoint(path if path.is_absolute() else paths.root / path, paths, lc.checkpoint)
     if not cfg.tracking.enabled:
         raise GanforgeError(
             f"library.model={lc.model} reads the MLflow registry, but tracking.enabled is false: "
