@@ -262,7 +262,7 @@ def test_cli_build_ls_show_export(project, tmp_path):
 
     cut = float(df[df["kind"] == "image"]["realism"].median())
     dest = tmp_path / "export"
-    ex = run_cli(["library", "export", str(dest), "--class", "3", "--min-realism", str(cut)], cwd)
+    ex = run_cli(["library", "export", "--class", "3", "--min-realism", str(cut), str(dest)], cwd)  # as in the docs
     assert ex.returncode == 0, ex.stderr
     want = catalog.select(df, "3", min_realism=cut)
     got = catalog.read(dest / "catalog.parquet")

@@ -6,9 +6,11 @@ Errors a user can cause print one line (`error: ...`) and exit non-zero; bugs ke
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ganforge import __version__
 from ganforge.errors import GanforgeError
@@ -103,8 +105,6 @@ def cmd_library(args: argparse.Namespace) -> str:
         raise GanforgeError(f"{paths.catalog}: no library yet; run `ganforge library build` (or `dvc repro`)")
     df = catalog.read(paths.catalog)
     if args.action == "show":
-        if not args.target:
-            raise GanforgeError("library show: give an asset ID (or a unique prefix of one); see `ganforge library ls`")
         return _show(catalog.find(df, args.target), paths)
     rows = catalog.select(df, args.cls, args.kind, args.min_realism)
     if args.action == "ls":
@@ -117,8 +117,6 @@ def cmd_library(args: argparse.Namespace) -> str:
                 f"nearest {r.nearest_real_feature:6.3f}/{r.nearest_real_pixel:5.3f}  {r.path}"
             )
         return f"library: {len(shown)} of {len(rows)} matching assets ({len(df)} in {paths.catalog})"
-    if not args.target:
-        raise GanforgeError("library export: give a DEST folder")
     dest = catalog.export(rows, paths.library, Path(args.target))
     return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
 
@@ -215,8 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Command, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, fn: Command, help_text: str, under: Any = sub) -> argparse.ArgumentParser:
+        p = under.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
         p.add_argument(
             "--set",
@@ -238,14 +236,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("version", nargs="?", type=int, help="with promote: the version to make champion")
     p.add_argument("--name", help="registered model name (default: registry.model_name)")
-    p = add("library", cmd_library, "the asset library: build it, list, show and export assets (library/)")
-    p.add_argument("action", choices=["build", "ls", "show", "export"])
-    p.add_argument("target", nargs="?", help="show: an asset ID (or unique prefix); export: the DEST folder")
-    p.add_argument("--model", help="build: champion, candidate, a version number, or checkpoint (library.model)")
-    p.add_argument("--class", dest="cls", help="ls/export: only this class (number or name)")
-    p.add_argument("--kind", help="ls/export: image, latent_walk or class_morph")
-    p.add_argument("--min-realism", type=float, help="ls/export: only assets with at least this realism score")
-    p.add_argument("--limit", type=int, help="ls: show at most this many")
+    lib = sub.add_parser("library", help="the asset library: build it; list, show and export assets (library/)")
+    actions = lib.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = add("build", cmd_library, "add scored, de-duplicated assets to library/ from library.model", actions)
+    p.add_argument("--model", help="champion, candidate, a version number, or checkpoint (sets library.model)")
+    show = add("show", cmd_library, "every catalog field of one asset, and how to regenerate it", actions)
+    show.add_argument("target", metavar="ID", help="an asset ID, or a unique prefix of one")
+    p_ls = add("ls", cmd_library, "list assets, best first within each kind and class", actions)
+    p_ls.add_argument("--limit", type=int, help="show at most this many")
+    p_ex = add("export", cmd_library, "copy matching assets and their catalog.parquet to DEST", actions)
+    p_ex.add_argument("target", metavar="DEST", help="the folder to export to (created when missing)")
+    for p in (p_ls, p_ex):
+        p.add_argument("--class", dest="cls", help="only this class (number or name)")
+        p.add_argument("--kind", help="image, latent_walk or class_morph")
+        p.add_argument("--min-realism", type=float, help="only assets with at least this realism score")
     add("config", cmd_config, "print the validated params (with overrides applied)")
     p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)
@@ -255,14 +259,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        line = args.func(args)
+        print(args.func(args))
     except GanforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    print(line)
+    except BrokenPipeError:  # `ganforge library ls | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush into the pipe
     return 0
 
 
