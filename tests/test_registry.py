@@ -162,6 +162,20 @@ def test_fetch_version_by_alias_and_number(store, tmp_path):
         registry.fetch_version("fetch", "7", tmp_path / "d")
 
 
+def test_promote_false_judges_but_leaves_champion_then_gate_promotes_later(store):
+    hold = RegistryConfig(model_name="hold", promote=False)
+    first = registry.evaluate_and_register(hold, store.new_run(), store.checkpoint, {"fid": 3.0, **GOOD})
+    assert not first["promoted"] and "registry.promote is false" in first["reason"] and first["champion"] is None
+    better = registry.evaluate_and_register(hold, store.new_run(), store.checkpoint, {"fid": 1.0, **GOOD})
+    worse = registry.evaluate_and_register(hold, store.new_run(), store.checkpoint, {"fid": 5.0, **GOOD})
+    assert not better["promoted"] and not worse["promoted"]
+    assert registry.promote_through_gate(hold, better["version"])[0]  # no champion yet: the first passes
+    promoted, why = registry.promote_through_gate(hold, worse["version"])
+    assert not promoted and "fid 5 >= champion's 1" in why
+    assert int(store.client.get_registered_model("hold").aliases["champion"]) == better["version"]
+    assert store.client.get_model_version("hold", str(worse["version"])).tags["gate.decision"] == "rejected"
+
+
 def test_promote_and_rollback_walk_the_champion_history(store):
     c = cfg("rollback")
     versions = [registry.register_candidate(c, store.new_run(), store.model_uri, {"fid": 1.0}).version for _ in "abc"]

@@ -195,6 +195,7 @@ class GateConfig(Section):
 
 class RegistryConfig(Section):
     model_name: str = Field("ganforge-digits", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    promote: bool = True  # false: register and judge, but leave champion where it is (sweeps promote the best later)
     gate: GateConfig = GateConfig()
 
 

@@ -242,6 +242,8 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     else:
         champ_metrics = _metrics(client.get_model_version(name, str(champ)).tags) if champ is not None else None
         promoted, reason = gate_decision(metrics, champ_metrics, cfg.gate)
+        if promoted and not cfg.promote:
+            promoted, reason = False, f"the gate passes ({reason}), but registry.promote is false"
         if promoted:
             _set_champion(client, name, version.version, reason)
             champ = version.version
@@ -339,6 +341,26 @@ def list_versions(name: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def promote_through_gate(cfg: RegistryConfig, version: int) -> tuple[bool, str]:
+    """Judge an already registered version against the current champion with the gate (its `metric.*` tags)
+    and promote it when it passes: how a sweep promotes its best run. Returns (promoted, why)."""
+    client = _client()
+    name = cfg.model_name
+    _get_model(client, name)
+    number = _version_number(client, name, version)
+    champ = _champion(client, name)
+    if champ == number:
+        return True, f"version {number} is already the champion"
+    metrics = _metrics(client.get_model_version(name, str(number)).tags)
+    champ_metrics = _metrics(client.get_model_version(name, str(champ)).tags) if champ is not None else None
+    promoted, reason = gate_decision(metrics, champ_metrics, cfg.gate)
+    if promoted:
+        _set_champion(client, name, number, reason)
+    client.set_model_version_tag(name, str(number), "gate.decision", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, str(number), "gate.reason", reason)
+    return promoted, reason
 
 
 def promote(name: str, version: int, reason: str = "manual") -> None:

@@ -179,3 +179,10 @@ def record_library(run_id: str, values: dict[str, float]) -> str:
         return f"not logged: run {run_id} is not in {tracking_uri()} ({exc.__class__.__name__})"
     TrainRun(client, run_id).log_metrics(0, {f"library.{k}": float(v) for k, v in values.items()})
     return f"logged to run {run_id}"
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a run (links to where it was launched from: a Prefect flow run, a DVC experiment)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
