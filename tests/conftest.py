@@ -1,7 +1,11 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -65,3 +69,68 @@ def copy_project(src, dest):
     for f in (src.classifier, src.checkpoint):
         shutil.copy2(f, paths.models / f.name)
     return paths
+
+
+TINY = {
+    "data": {"resolution": 16},
+    "train": {
+        "steps": 6,
+        "g_width": 8,
+        "d_width": 8,
+        "z_dim": 8,
+        "batch_size": 16,
+        "log_every": 2,
+        "sample_every": 3,
+        "checkpoint_every": 3,
+    },
+    "features": {"epochs": 2, "width": 8},
+    "evaluate": {"n_fake": 100, "kid_subsets": 5, "kid_subset_size": 50},
+    "registry": {"model_name": "tiny-digits"},
+    # a 6-step generator draws near-identical blobs: dedupe off, or the library would keep one image
+    "library": {
+        "images": 3,
+        "videos": 1,
+        "morphs": 1,
+        "keyframes": 2,
+        "frames_per_key": 4,
+        "video_size": 32,
+        "dedupe_hamming": -1,
+    },
+}
+
+
+def run(cmd, cwd, env, timeout=300):
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{cmd} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def make_tiny_repo(dest):
+    """A git repo holding exactly what a fresh clone of this checkout holds, with tiny params (TINY).
+    Returns (dest, env): env has this interpreter first on PATH and no MLFLOW_/DVC_ variables."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for stale in ("data/prepared", "models", "metrics", "plots", "mlflow.db", "mlartifacts", "library", "dvc.lock"):
+        p = dest / stale
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GANFORGE_", "PREFECT_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-q", "-m", "tiny"], dest, env)
+    return dest, env

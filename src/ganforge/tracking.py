@@ -186,3 +186,8 @@ def tag_run(run_id: str, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
         client.set_tag(run_id, key, str(value))
+
+
+def artifact_paths(run_id: str, path: str) -> list[str]:
+    """The artifacts of a run under `path`, sorted (e.g. the sample grids under samples/)."""
+    return sorted(a.path for a in _client().list_artifacts(run_id, path))
