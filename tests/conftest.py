@@ -134,3 +134,12 @@ def make_tiny_repo(dest):
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "tiny"], dest, env)
     return dest, env
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (prefect_test_harness: its own sqlite database) for the session's flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

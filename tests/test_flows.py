@@ -24,15 +24,7 @@ def load_flows():
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, harness):
+def project(tmp_path_factory, prefect_harness):
     dest, env = make_tiny_repo(tmp_path_factory.mktemp("flows") / "repo")
     with pytest.MonkeyPatch.context() as mp:
         for key in [k for k in __import__("os").environ if k.startswith(("MLFLOW_", "DVC_", "GANFORGE_"))]:
