@@ -140,7 +140,14 @@ def read_experiment(project: Path, name: str) -> dict[str, Any]:
         return json.loads(out.stdout) if out.returncode == 0 else {}
 
     ev, train, run = show("metrics/eval.json"), show("metrics/train.json"), show("models/mlflow_run.json")
-    return {"name": name, "ref": ref, "eval": ev, "train": train, "run_id": run.get("run_id")}
+    return {
+        "name": name,
+        "ref": ref,
+        "eval": ev,
+        "train": train,
+        "run_id": run.get("run_id"),
+        "experiment_id": run.get("experiment_id"),
+    }
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=_retry_unless_bad_params)
@@ -182,10 +189,9 @@ def link(result: dict[str, Any], extra: dict[str, str] | None = None) -> None:
 
 def _mlflow_link(result: dict[str, Any]) -> str:
     run_id = result.get("run_id")
-    reg = result["eval"].get("registry", {})
     if not run_id:
         return "no MLflow run recorded"
-    exp = reg.get("experiment_id") or "0"
+    exp = result.get("experiment_id") or "0"
     return f"[{run_id}]({MLFLOW_UI}/#/experiments/{exp}/runs/{run_id})"
 
 

@@ -65,12 +65,14 @@ def test_train_pipeline_runs_an_experiment_and_links_everything(project):
         subprocess.run(["git", "status", "--porcelain", "params.yaml"], cwd=dest, capture_output=True, text=True).stdout
         == ""
     )  # fmt: skip  (--temp: the workspace is untouched)
-    tags = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}").get_run(run_id).data.tags
+    mlflow_run = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}").get_run(run_id)
+    tags = mlflow_run.data.tags
     assert tags["dvc.exp_name"] == name and tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
     assert {f"dvc-exp:{name}", f"mlflow-run:{run_id}"} <= set(flow_run_tags(state.state_details.flow_run_id))
     (art,) = artifacts("train-pipeline")
     assert name in art.data and "| fid |" in art.data and "champion" in art.data
     assert f"get-artifact?path=samples/step_000004.png&run_uuid={run_id}" in art.data  # the sample grid
+    assert f"#/experiments/{mlflow_run.info.experiment_id}/runs/{run_id})" in art.data  # the MLflow UI link
 
 
 def test_bad_params_fail_fast_without_retries(project):
