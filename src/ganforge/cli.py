@@ -226,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    add("prepare", cmd_prepare, "validate, resize and shard the source images into data/prepared/")
+    add("prepare", cmd_prepare, "validate, resize and shard the source images (or video clips) into data/prepared/")
     p = add("train", cmd_train, "train the GAN; checkpoints in models/, sample grids in plots/samples/")
     p.add_argument("--resume", action="store_true", help="continue from models/checkpoint.pt exactly")
     p.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (same as --set train.device=...)")

@@ -40,10 +40,14 @@ def _power_of_two(value: int, low: int, high: int) -> int:
     return value
 
 
-class DataConfig(Section):
-    """`prepare` stage: where images come from and how they are normalised."""
+VIDEO_SOURCES = ("moving_digits", "video_folder")
 
-    source: Literal["digits", "folder", "torchvision"] = "digits"
+
+class DataConfig(Section):
+    """`prepare` stage: where images (or clips) come from and how they are normalised."""
+
+    kind: Literal["image", "video"] = "image"
+    source: Literal["digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
     path: str | None = None
     dataset: Literal["MNIST", "FashionMNIST", "CIFAR10"] | None = None
     download: bool = False
@@ -53,6 +57,13 @@ class DataConfig(Section):
     fit: Literal["crop", "pad"] = "crop"
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     shard_size: int = Field(8192, ge=1)
+    frames: int = Field(16, ge=2, le=256)  # video: clip length T
+    clip_stride: int = Field(1, ge=1, le=1000)  # video_folder: every n-th frame (after clip_fps)
+    clip_fps: float | None = Field(None, gt=0.0, le=1000.0)  # video_folder: resample to this rate; None: native
+    clips_per_video: int = Field(4, ge=1, le=10_000)  # video_folder: at most this many clips per file
+    num_clips: int = Field(2000, ge=1, le=10_000_000)  # moving_digits: clips generated
+    max_digits: int = Field(2, ge=1, le=2)  # moving_digits: 1..max_digits digits per clip
+    seed: int = Field(0, ge=0, lt=2**63)  # moving_digits
 
     @field_validator("resolution")
     @classmethod
@@ -63,8 +74,16 @@ class DataConfig(Section):
     def _source_needs(self) -> DataConfig:
         if self.source == "folder" and not self.path:
             raise ValueError("data.source 'folder' needs data.path: the image directory")
+        if self.source == "video_folder" and not self.path:
+            raise ValueError("data.source 'video_folder' needs data.path: the video directory")
         if self.source == "torchvision" and self.dataset is None:
             raise ValueError("data.source 'torchvision' needs data.dataset: MNIST, FashionMNIST or CIFAR10")
+        if self.kind == "video" and self.source not in VIDEO_SOURCES:
+            raise ValueError(
+                f"data.kind 'video' needs a video data.source: moving_digits or video_folder (got {self.source!r})"
+            )
+        if self.kind == "image" and self.source in VIDEO_SOURCES:
+            raise ValueError(f"data.source {self.source!r} makes clips: set data.kind=video")
         return self
 
 

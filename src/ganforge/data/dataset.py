@@ -1,8 +1,14 @@
-"""Read what `prepare` wrote: `PreparedData.open(out_dir).load("train")` -> (uint8 NCHW, int64 labels)."""
+"""Read what `prepare` wrote: `PreparedData.open(out_dir).load("train")` -> (uint8 NCHW, int64 labels).
+
+Video data (clips, uint8 NCTHW) opens only where the caller says it can use it:
+`PreparedData.open(out_dir, kinds=KINDS)`; the image-only stages (features, train, evaluate, library)
+open with the default and so stop with one line on video data.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +18,7 @@ import torch
 from ganforge.errors import GanforgeError
 
 FORMAT = 1
+KINDS = ("image", "video")
 
 
 class PreparedData:
@@ -20,6 +27,8 @@ class PreparedData:
     def __init__(self, out_dir: Path, info: dict[str, Any]) -> None:
         self.out_dir = out_dir
         self.info = info
+        self.kind: str = str(info.get("kind", "image"))  # written since video data; older ones are images
+        self.frames: int | None = int(info["frames"]) if self.kind == "video" else None
         self.resolution: int = int(info["resolution"])
         self.channels: int = int(info["channels"])
         self.num_classes: int = int(info["num_classes"])
@@ -28,8 +37,9 @@ class PreparedData:
         self.splits: dict[str, dict[str, Any]] = info["splits"]
 
     @classmethod
-    def open(cls, out_dir: Path) -> PreparedData:
-        """Read `info.json`; GanforgeError (one line) when the directory is missing or not valid."""
+    def open(cls, out_dir: Path, kinds: Collection[str] = ("image",)) -> PreparedData:
+        """Read `info.json`; GanforgeError (one line) when the directory is missing, not valid, or holds a
+        kind of data (image / video) not in `kinds`: what the caller can use."""
         out_dir = Path(out_dir)
         try:
             info = json.loads((out_dir / "info.json").read_text())
@@ -43,9 +53,23 @@ class PreparedData:
                 f"{out_dir}: prepared-data format {found!r}, expected {FORMAT}; run `ganforge prepare` again"
             )
         try:
-            return cls(out_dir, info)
+            data = cls(out_dir, info)
         except (KeyError, TypeError, ValueError) as exc:
             raise GanforgeError(f"{out_dir}/info.json: invalid ({exc!r}); run `ganforge prepare` again") from None
+        if data.kind not in kinds:
+            if data.kind == "video" and "image" in kinds:
+                raise GanforgeError(
+                    f"{out_dir} holds video clips (data.kind video): video models are not available yet; "
+                    "prepare images (data.kind image) for this stage"
+                )
+            raise GanforgeError(f"{out_dir}: {data.kind!r} data, expected {' or '.join(kinds)}")
+        return data
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (C, R, R) for images, (C, T, R, R) for clips."""
+        side = (self.resolution, self.resolution)
+        return (self.channels, *side) if self.frames is None else (self.channels, self.frames, *side)
 
     def _split(self, split: str) -> dict[str, Any]:
         if split not in self.splits:
@@ -53,13 +77,14 @@ class PreparedData:
         return self.splits[split]
 
     def count(self, split: str) -> int:
-        """Number of images in `split` ("train" or "test")."""
+        """Number of images (or clips) in `split` ("train" or "test")."""
         return int(self._split(split)["count"])
 
     def load(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split in memory: (uint8 [N, C, R, R], int64 [N]), shards concatenated in order."""
+        """The whole split in memory: (uint8 [N, C, R, R] or, for clips, [N, C, T, R, R]; int64 [N]),
+        shards concatenated in order."""
         entry = self._split(split)
-        shape = (self.channels, self.resolution, self.resolution)
+        shape = self.sample_shape
         try:
             shards = [np.load(self.out_dir / name, mmap_mode="r") for name in entry["shards"]]
             labels = np.load(self.out_dir / entry["labels"])

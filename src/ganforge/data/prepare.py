@@ -1,13 +1,17 @@
-"""The `prepare` stage: a source -> validated, normalised uint8 NCHW shards + `manifest.parquet`.
+"""The `prepare` stage: a source -> validated, normalised uint8 NCHW (video: NCTHW) shards + `manifest.parquet`.
 
 Output directory (format 1), written atomically (built in a sibling temp dir, then swapped in):
 
-- `info.json`: format, source, resolution, channels, num_classes, class_names, splits
-  (`{"train": {"count": N, "shards": [...], "labels": "train-labels.npy"}, "test": {...}}`).
-- `<split>-00000.npy`...: uint8 [n, C, R, R], at most `data.shard_size` images each; none for an empty split.
+- `info.json`: format, kind (image | video), source, resolution, channels, num_classes, class_names,
+  splits (`{"train": {"count": N, "shards": [...], "labels": "train-labels.npy"}, "test": {...}}`);
+  video adds `frames` (T).
+- `<split>-00000.npy`...: uint8 [n, C, R, R] (video: [n, C, T, R, R]), at most `data.shard_size` samples
+  each; none for an empty split.
 - `<split>-labels.npy`: int64 [N], -1 when unlabelled.
 - `manifest.parquet`: one row per source file/sample with its hash, original size/mode/format, label,
-  split, index within the split, and status (kept / skipped and why).
+  split, index within the split, and status (kept / skipped and why). Video: one row per file (or per
+  generated clip) with its container, codec, fps, duration, the number of clips it gave and the index of
+  the first (its clips are consecutive, all in the split its hash chose); see `ganforge.data.clips`.
 
 Normalisation: EXIF orientation applied; 16-bit modes scaled to 8 bits (/257; mode "I" is read as
 16-bit); float "F" read as 0..1 when its maximum is <= 1, else as 0..255; alpha composited on white;
@@ -84,6 +88,9 @@ class PrepareSummary:
     channels: int
     seconds: float
     out_dir: str
+    kind: str = "image"
+    frames: int | None = None  # video: frames per clip
+    clips: int | None = None  # video: clips written (train + test); `kept` counts files
 
     def line(self) -> str:
         """One-line human summary."""
@@ -91,6 +98,11 @@ class PrepareSummary:
         skipped = f"{self.skipped} skipped" + (f" ({why})" if why else "")
         classes = f"{self.num_classes} classes" if self.num_classes else "unlabelled"
         shape = f"{self.resolution}x{self.resolution}x{self.channels}"
+        if self.kind == "video":
+            return (
+                f"prepare: {self.clips} clips from {self.kept} kept, {skipped} -> {self.out_dir} "
+                f"(train {self.train}, test {self.test}, {classes}, clips {self.frames}x{shape}) in {self.seconds:.1f}s"
+            )
         return (
             f"prepare: {self.kept} kept, {skipped} -> {self.out_dir} "
             f"(train {self.train}, test {self.test}, {classes}, {shape}) in {self.seconds:.1f}s"
@@ -187,9 +199,9 @@ def hash_split(sha256: str, test_fraction: float) -> str:
 
 
 class _SplitWriter:
-    """Streams one split's images into shards of at most `shard_size`; labels are kept until the end."""
+    """Streams one split's images (or clips) into shards of at most `shard_size`; labels are kept until the end."""
 
-    def __init__(self, out: Path, split: str, shard_size: int, shape: tuple[int, int, int]) -> None:
+    def __init__(self, out: Path, split: str, shard_size: int, shape: tuple[int, ...]) -> None:
         self.out, self.split, self.shard_size, self.shape = out, split, shard_size, shape
         self.buffer: np.ndarray | None = None
         self.filled = 0
@@ -245,36 +257,51 @@ def _process(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[st
     return row, image
 
 
+def _process_image(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[str, Any], list[np.ndarray]]:
+    row, image = _process(item, cfg, seen)
+    return row, [] if image is None else [image]
+
+
 def _build(source: Source, cfg: DataConfig, out: Path, progress: bool) -> tuple[dict[str, Any], Counter[str]]:
     """Write shards, labels, manifest and info.json into `out`; return info and skip counts."""
-    shape = (cfg.channels, cfg.resolution, cfg.resolution)
+    side = (cfg.resolution, cfg.resolution)
+    if cfg.kind == "video":
+        from ganforge.data.clips import CLIP_MANIFEST_SCHEMA, process_clip  # clips imports this module
+
+        process, schema, shape = process_clip, CLIP_MANIFEST_SCHEMA, (cfg.channels, cfg.frames, *side)
+        unit = "clip" if cfg.source == "moving_digits" else "file"
+    else:
+        process, schema, shape, unit = _process_image, MANIFEST_SCHEMA, (cfg.channels, *side), "img"
     writers = {s: _SplitWriter(out, s, cfg.shard_size, shape) for s in SPLITS}
     seen: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
-    bar = tqdm(source.items, desc="prepare", unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(source.items, desc="prepare", unit=unit, file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for item in bar:
-        row, image = _process(item, cfg, seen)
-        if image is None:
+        row, samples = process(item, cfg, seen)
+        if not samples:
             skipped[row.pop("category")] += 1
-        else:
+        else:  # all samples of one item go to one split, consecutively
             split = item.split or hash_split(row["sha256"], cfg.test_fraction)
-            row.update(split=split, index=writers[split].add(image, item.label))
+            indices = [writers[split].add(sample, item.label) for sample in samples]
+            row.update(split=split, index=indices[0])
         rows.append(row)
     if not seen:
         why = ", ".join(f"{n} {c}" for c, n in sorted(skipped.items())) or "no files"
-        raise GanforgeError(f"{source.name}: no usable image among {len(rows)} samples ({why})")
-    pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), out / "manifest.parquet")
+        what = "video" if cfg.kind == "video" else "image"
+        raise GanforgeError(f"{source.name}: no usable {what} among {len(rows)} samples ({why})")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "manifest.parquet")
     names = list(source.class_names)
-    info = {
+    info: dict[str, Any] = {
         "format": FORMAT,
+        "kind": cfg.kind,
         "source": source.name,
         "resolution": cfg.resolution,
         "channels": cfg.channels,
-        "num_classes": len(names),
-        "class_names": names,
-        "splits": {s: w.close() for s, w in writers.items()},
     }
+    if cfg.kind == "video":
+        info["frames"] = cfg.frames
+    info.update(num_classes=len(names), class_names=names, splits={s: w.close() for s, w in writers.items()})
     (out / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info, skipped
 
@@ -308,10 +335,12 @@ def prepare(cfg: DataConfig, out_dir: Path, metrics_path: Path, progress: bool =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     splits = info["splits"]
+    samples = splits["train"]["count"] + splits["test"]["count"]
+    video = cfg.kind == "video"
     summary = PrepareSummary(
         source=source.name,
         files_seen=len(source.items),
-        kept=splits["train"]["count"] + splits["test"]["count"],
+        kept=len(source.items) - sum(skipped.values()) if video else samples,
         skipped=sum(skipped.values()),
         duplicates=skipped.get("duplicate", 0),
         skipped_by_reason=dict(sorted(skipped.items())),
@@ -322,6 +351,10 @@ def prepare(cfg: DataConfig, out_dir: Path, metrics_path: Path, progress: bool =
         channels=cfg.channels,
         seconds=round(time.perf_counter() - start, 3),
         out_dir=str(out_dir),
+        kind=cfg.kind,
+        frames=cfg.frames if video else None,
+        clips=samples if video else None,
     )
-    write_text_atomic(metrics_path, json.dumps(asdict(summary), indent=2) + "\n")
+    metrics = {k: v for k, v in asdict(summary).items() if v is not None}  # images: no frames/clips
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
     return summary

@@ -1,8 +1,9 @@
-"""Where images come from. Each source is one function `(cfg) -> Source`, registered in `SOURCES`.
+"""Where images and clips come from. Each source is one function `(cfg) -> Source`, registered in `SOURCES`.
 
 A source only lists samples (and reads their bytes); decoding, normalising and splitting happen in
 `prepare`, the same way for every source. Items come out in sorted `path` order, which decides which
-copy of a duplicate is kept.
+copy of a duplicate is kept. Image sources: digits, folder, torchvision; clip sources (`data.kind:
+video`): moving_digits (generated, see `ganforge.data.clips`), video_folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,14 @@ from ganforge.errors import GanforgeError
 
 OUTSIDE_CLASS = "outside any class folder"
 TORCHVISION_ROOT = "data/raw/torchvision"
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif"})
+UNSUPPORTED_EXTENSION = "unsupported extension"
 
 
 @dataclass(frozen=True)
 class Item:
-    """One sample: a file on disk (`file`) or an in-memory uint8 array [H,W] / [H,W,3] (`array`)."""
+    """One sample: a file on disk (`file`), an in-memory uint8 array [H,W] / [H,W,3] (`array`), or a clip
+    generated on demand (`render` -> uint8 [T,H,W]; `digits`: the digits it shows, e.g. "3,7")."""
 
     path: str
     label: int = -1
@@ -32,13 +37,16 @@ class Item:
     skip: str | None = None  # a reason the source already knows (e.g. outside any class folder)
     file: Path | None = None
     array: np.ndarray | None = None
+    render: Callable[[], np.ndarray] | None = None
+    digits: str | None = None
 
     def read(self) -> bytes:
         """The bytes that are hashed: the file's content, or the raw sample bytes."""
         if self.file is not None:
             return self.file.read_bytes()
-        assert self.array is not None
-        return np.ascontiguousarray(self.array).tobytes()
+        array = self.render() if self.render is not None else self.array
+        assert array is not None
+        return np.ascontiguousarray(array).tobytes()
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,10 @@ def _walk(top: Path) -> list[Path]:
     return found
 
 
-def folder(cfg: DataConfig) -> Source:
-    """A directory of images: flat (unlabelled) or one sub-folder per class (labels from sorted names)."""
+def _class_folder(cfg: DataConfig, skip: Callable[[Path], str | None]) -> tuple[list[str], list[Item]]:
+    """`data.path`: flat (unlabelled) or one sub-folder per class (labels from sorted names).
+
+    `skip(file)` gives a reason to report a file instead of using it, or None."""
     root = Path(cfg.path or "")
     if not root.exists():
         raise GanforgeError(f"data.path {root}: no such directory")
@@ -102,13 +112,46 @@ def folder(cfg: DataConfig) -> Source:
         rel = file.relative_to(root).as_posix()
         top = rel.split("/", 1)[0]
         if not classes:
-            items.append(Item(path=rel, file=file))
+            items.append(Item(path=rel, skip=skip(file), file=file))
         elif top in index and "/" in rel:
-            items.append(Item(path=rel, label=index[top], class_name=top, file=file))
+            items.append(Item(path=rel, label=index[top], class_name=top, skip=skip(file), file=file))
         else:
             items.append(Item(path=rel, skip=OUTSIDE_CLASS, file=file))
     items.sort(key=lambda it: it.path)
+    return classes, items
+
+
+def folder(cfg: DataConfig) -> Source:
+    """A directory of images: flat (unlabelled) or one sub-folder per class (labels from sorted names)."""
+    classes, items = _class_folder(cfg, lambda _: None)
     return Source(f"folder:{cfg.path}", classes, items)
+
+
+def _video_extension(file: Path) -> str | None:
+    return None if file.suffix.lower() in VIDEO_EXTENSIONS else UNSUPPORTED_EXTENSION
+
+
+def video_folder(cfg: DataConfig) -> Source:
+    """A directory of videos (.mp4 .webm .avi .mov .mkv .gif), laid out like `folder`; other files are reported."""
+    classes, items = _class_folder(cfg, _video_extension)
+    return Source(f"video_folder:{cfg.path}", classes, items)
+
+
+def moving_digits(cfg: DataConfig) -> Source:
+    """Moving MNIST (Srivastava et al. 2015) from the built-in digits: `data.num_clips` clips, fixed by `data.seed`."""
+    from ganforge.data.clips import MovingDigits  # clips imports prepare, which imports this module
+
+    maker = MovingDigits(cfg.resolution, cfg.frames, cfg.max_digits, cfg.seed, cfg.resize_filter)
+    width = max(5, len(str(cfg.num_clips - 1)))
+    items = []
+    for i in range(cfg.num_clips):
+        clip = maker.spec(i)
+        label = clip.labels[0]
+        digits = ",".join(str(d) for d in clip.labels)
+        path = f"moving-digits/{i:0{width}d}"
+        render = partial(maker.render, clip)
+        items.append(Item(path=path, label=label, class_name=str(label), render=render, digits=digits))
+    return Source("moving_digits", [str(n) for n in range(10)], items)
 
 
 def _torchvision_missing(cls: type, dataset: str, root: Path, download: bool, exc: Exception) -> GanforgeError:
@@ -151,6 +194,8 @@ SOURCES: dict[str, Callable[[DataConfig], Source]] = {
     "digits": digits,
     "folder": folder,
     "torchvision": torchvision,
+    "moving_digits": moving_digits,
+    "video_folder": video_folder,
 }
 
 
