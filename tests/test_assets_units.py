@@ -196,3 +196,9 @@ def test_catalog_hash_buffer_grows(tmp_path):
     for h in range(3000):
         cat._add_hash(h * 7919)
     assert len(cat.hashes()) == 3000 and int(cat.hashes()[-1]) == 2999 * 7919 and int(cat.hashes()[1]) == 7919
+
+
+def test_library_model_accepts_a_version_number():
+    from ganforge.config import LibraryConfig
+
+    assert LibraryConfig(model=3).model == "3" and LibraryConfig(model="champion").model == "champion"

@@ -196,6 +196,11 @@ class LibraryConfig(Section):
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, lt=2**62)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _version_number(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # `model: 3` is version 3
+
     @field_validator("video_size")
     @classmethod
     def _even(cls, v: int) -> int:
