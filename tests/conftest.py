@@ -57,6 +57,53 @@ def tiny_project(digits16, tmp_path_factory):
     return paths
 
 
+# video: moving digits, 4 frames of 16x16, and a MoCoGAN small enough to train in seconds
+TINY_VIDEO_DATA = {
+    "kind": "video",
+    "source": "moving_digits",
+    "resolution": 16,
+    "frames": 4,
+    "num_clips": 120,
+    "max_digits": 1,
+    "test_fraction": 0.25,
+}
+TINY_VIDEO = [
+    *(f"data.{k}={v}" for k, v in TINY_VIDEO_DATA.items()),
+    "train.model=mocogan",
+    "train.g_width=8",
+    "train.d_width=8",
+    "train.z_dim=8",
+    "train.motion_dim=4",
+    "train.batch_size=8",
+    "train.steps=6",
+    "train.log_every=2",
+    "train.sample_every=3",
+    "train.checkpoint_every=3",
+    "train.device=cpu",
+    "tracking.enabled=false",
+    "features.epochs=2",
+    "features.width=8",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_video_project(tmp_path_factory):
+    """A project root with tiny moving-digits clips (120 clips, 4x16x16) and a 6-step MoCoGAN (no MLflow), plus
+    the features stage's classifiers. Tests copy what they need out of it, never write into it."""
+    from ganforge.config import load_config
+    from ganforge.data.prepare import prepare
+    from ganforge.metrics.classifier import train_classifier
+    from ganforge.paths import Paths
+    from ganforge.training.loop import train
+
+    paths = Paths(tmp_path_factory.mktemp("tiny-video-project"))
+    cfg = load_config(ROOT / "params.yaml", TINY_VIDEO)
+    prepare(cfg.data, paths.prepared, paths.metrics / "prepare.json", progress=False)
+    train(cfg, paths, progress=False)
+    train_classifier(cfg.features, paths, progress=False)
+    return paths
+
+
 def copy_project(src, dest):
     """A writable copy of a tiny project's inputs (prepared data, classifier, checkpoint)."""
     import shutil
@@ -68,6 +115,8 @@ def copy_project(src, dest):
     paths.models.mkdir(parents=True)
     for f in (src.classifier, src.checkpoint):
         shutil.copy2(f, paths.models / f.name)
+    if src.clip_classifier.exists():  # video projects
+        shutil.copy2(src.clip_classifier, paths.clip_classifier)
     return paths
 
 

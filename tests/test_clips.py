@@ -335,7 +335,7 @@ def test_bad_video_config_names_the_key(overrides: list[str], needle: str) -> No
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_cli_prepares_clips_and_image_stages_refuse_them(
+def test_cli_prepares_clips_and_image_models_refuse_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -345,10 +345,10 @@ def test_cli_prepares_clips_and_image_stages_refuse_them(
     line = capsys.readouterr().out
     assert line.startswith("prepare: 30 clips from 30 kept, 0 skipped") and "clips 4x32x32x1" in line
     assert json.loads((tmp_path / "metrics" / "prepare.json").read_text())["clips"] == 30
-    with pytest.raises(GanforgeError, match="video models are not available yet"):
+    with pytest.raises(GanforgeError, match=r"holds video clips \(data.kind video\), but this needs images"):
         PreparedData.open(tmp_path / "data" / "prepared")
-    for stage in ("features", "train", "evaluate"):
-        assert main([stage, "--set", "tracking.enabled=false", *video]) == 1, stage
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "holds video clips (data.kind video): video models are not available yet" in err
-    assert not (tmp_path / "models").exists()
+    assert main(["train", "--set", "tracking.enabled=false", *video]) == 1  # params.yaml's model is dcgan
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.model=dcgan trains on images, but data/prepared holds video clips" in err
+    assert "set train.model to mocogan" in err
+    assert not (tmp_path / "models" / "checkpoint.pt").exists()

@@ -87,20 +87,25 @@ def cmd_registry(args: argparse.Namespace) -> str:
     return f"registry: {name} champion rolled back to v{version}"
 
 
-def cmd_library(args: argparse.Namespace) -> str:
+def _library_paths(args: argparse.Namespace):  # -> Paths with library.dir (params.yaml, when there is one)
     from ganforge.paths import Paths
 
-    paths = Paths()
+    if args.params == Path("params.yaml") and not args.set and not args.params.exists():
+        return Paths()  # ls/show/export read only the catalog: they work where no params file is
+    return Paths(library_dir=Path(_config(args).library.dir))
+
+
+def cmd_library(args: argparse.Namespace) -> str:
     if args.action == "build":
         from ganforge.assets.build import build_library
 
         if args.model:
             args.set = [*(args.set or []), f"library.model={args.model}"]
-        return build_library(_config(args), paths, progress=not args.quiet).line()
+        cfg = _config(args)
+        return build_library(cfg, _library_paths(args), progress=not args.quiet).line()
     from ganforge.assets import catalog
 
-    if args.params != Path("params.yaml") or args.set:
-        _config(args)  # validated, though ls/show/export read only the catalog
+    paths = _library_paths(args)
     if not paths.catalog.exists():
         raise GanforgeError(f"{paths.catalog}: no library yet; run `ganforge library build` (or `dvc repro`)")
     df = catalog.read(paths.catalog)
@@ -129,7 +134,7 @@ def _show(row, paths) -> str:
             value = list(value)
         print(f"{key:>22}: {value}")
     kind, seeds, classes = row["kind"], list(row["seeds"]), list(row["classes"])
-    if kind == "image" and row["model_version"]:
+    if kind in ("image", "clip") and row["model_version"]:
         cls = classes[0] if classes else -1
         frame = json.dumps({"seed": seeds, "class": [cls], "truncation": [float(row["truncation"])]})
         print(
@@ -154,7 +159,7 @@ def cmd_report(args: argparse.Namespace) -> str:
     from ganforge.paths import Paths
     from ganforge.tracking import tracking_uri
 
-    paths = Paths()
+    paths = Paths(library_dir=Path(_config(args).library.dir)) if args.params.exists() else Paths()
     lines = []
     for name in ("prepare", "features", "train", "eval", "library"):
         f = paths.metrics / f"{name}.json"
@@ -181,6 +186,8 @@ def cmd_report(args: argparse.Namespace) -> str:
             f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
             f"({p['extractor']} features, n_real {p['n_real']}, n_fake {p['n_fake']})"
         )
+        if "video" in ev:
+            print(f"  {_video_line(ev['video'])}")
         if "version" in reg:
             print(
                 f"  registry: {reg['model_name']} v{reg['version']} "
@@ -191,11 +198,14 @@ def cmd_report(args: argparse.Namespace) -> str:
     if lib_file.exists():
         lib = json.loads(lib_file.read_text())
         print("Asset library")
-        print(
-            f"  {lib['catalog_assets']} assets ({lib['images']['accepted'] + lib['images']['already_present']} images "
-            f"this build, {lib['videos']['accepted'] + lib['videos']['already_present']} videos) from "
-            f"{lib['protocol']['source']}; catalog {lib['catalog']}"
-        )
+
+        def n(kind: str) -> int:
+            counts = lib.get(kind) or {}
+            return counts.get("accepted", 0) + counts.get("already_present", 0)
+
+        made = ", ".join(f"{n(k)} {k}" for k in ("images", "videos", "clips") if n(k)) or "nothing new"
+        source, where = lib["protocol"]["source"], lib["catalog"]
+        print(f"  {lib['catalog_assets']} assets ({made} this build) from {source}; catalog {where}")
         print(f"  gallery:        {paths.gallery.resolve().as_uri()}   (open it in a browser; no server needed)")
         print("  browse:         ganforge library ls --class 3 --min-realism 1.0 | show ID | export DEST")
     uri = tracking_uri()
@@ -203,6 +213,13 @@ def cmd_report(args: argparse.Namespace) -> str:
     print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
     took = f" in {time.time() - args.started:.0f}s" if args.started else ""
     return f"report: pipeline done{took}"
+
+
+def _video_line(video: dict) -> str:
+    """The clip scores of eval.json's video section, in one line."""
+    parts = [f"{k} {video[k]:.3f}" for k in ("clip_fd", "motion") if isinstance(video.get(k), int | float)]
+    parts.append(f"FVD {video['fvd']:.2f}" if isinstance(video.get("fvd"), int | float) else "FVD not computed")
+    return "clips: " + ", ".join(parts) + " (clip_fd: in-domain clip Frechet distance, not FVD; motion 1.0 = as real)"
 
 
 def _parser() -> argparse.ArgumentParser:

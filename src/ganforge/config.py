@@ -100,6 +100,8 @@ class TrainConfig(Section):
     d_norm: Literal["batch", "spectral", "none"] = "spectral"
     loss: str = "hinge"
     pack: int = Field(2, ge=1, le=8)
+    motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
+    image_d_frames: int = Field(2, ge=1, le=64)  # video models: frames per clip shown to the image discriminator
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1, le=65536)
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)
@@ -151,6 +153,12 @@ class FeaturesConfig(Section):
     feature_dim: int = Field(128, ge=8, le=4096)
     augment: bool = True
     seed: int = Field(0, ge=0)
+    # video data: the frame classifier above sees this many random frames of each train clip per epoch,
+    # and a 3D-conv clip classifier (metrics/clips.py -> models/clip_classifier.pt) is trained on whole clips
+    frames_per_clip: int = Field(1, ge=1, le=256)
+    clip_epochs: int = Field(6, ge=1, le=10000)
+    clip_width: int = Field(16, ge=4, le=256)
+    clip_batch_size: int = Field(32, ge=1)
 
 
 class EvaluateConfig(Section):
@@ -169,15 +177,20 @@ class EvaluateConfig(Section):
     batch_size: int = Field(250, ge=1)
     raw_generator: bool = False
     seed: int = Field(0, ge=0)
+    n_fake_clips: int = Field(500, ge=10)  # video models: generated clips scored (n_fake is for images)
+    fvd_weights: str | None = None  # video: a local i3d_torchscript.pt; null: FVD is not computed
+    fvd_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")  # required with fvd_weights: checked
 
 
 class LibraryConfig(Section):
     """`library` stage: which generator to draw from, how candidates are scored, filtered and written."""
 
+    dir: str = Field("library", min_length=1)  # the library's folder (a video pipeline in video/ uses ../library)
     # an alias of registry.model_name (champion, candidate, ...), a version number, or "checkpoint"
     model: str = Field("champion", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     checkpoint: str = "models/checkpoint.pt"  # used when model is "checkpoint"
-    images: int = Field(20, ge=0, le=1_000_000)  # per class (conditional generators) or in total
+    images: int = Field(20, ge=0, le=1_000_000)  # per class (conditional generators) or in total; image models only
+    clips: int = Field(4, ge=0, le=1_000_000)  # video models: clips per class (or in total); image models ignore it
     truncation: float = Field(0.8, gt=0.0, le=1.0)  # psi: z = psi * truncated normal (|z| <= 2); 1.0 = plain normal
     selection: Literal["top", "drs"] = "top"
     keep_fraction: float = Field(0.5, gt=0.0, le=1.0)  # candidates = images / keep_fraction
@@ -187,8 +200,8 @@ class LibraryConfig(Section):
     dedupe_hamming: int = Field(4, ge=-1, le=64)  # pHash distance <= this: near-duplicate (-1: off)
     memorised_feature: float = Field(0.25, ge=0.0)  # reject when nearer a training image than this share of the
     memorised_pixel: float = Field(0.02, ge=0.0)  # median train-to-train distance (features) / this RMSE (pixels)
-    videos: int = Field(2, ge=0, le=10_000)  # latent walks
-    morphs: int = Field(1, ge=0, le=10_000)  # class morphs (conditional generators)
+    videos: int = Field(2, ge=0, le=10_000)  # latent walks (image models only)
+    morphs: int = Field(1, ge=0, le=10_000)  # class morphs (conditional image models only)
     keyframes: int = Field(4, ge=2, le=1000)
     frames_per_key: int = Field(12, ge=1, le=1000)
     fps: float = Field(24.0, gt=0.0, le=120.0)

@@ -5,6 +5,13 @@ weights hash, n_real, n_fake, split, resize, seed, k and library versions. Refer
 real split are cached under .ganforge-cache/, keyed by the prepared data and the extractor.
 The scores go to the train stage's MLflow run; the generator becomes a registered model version
 (`candidate`) and the promotion gate decides whether it becomes `champion`.
+
+Video generators (clips [N, C, T, H, W]) get, under the same top-level keys, the per-frame scores (every frame
+of the real clips against every frame of the generated ones, in the same feature space as for images) and the
+class accuracy of whole generated clips (the clip classifier's); and under `video`: `clip_fd`, the in-domain
+clip Fréchet distance (features of the 3D-conv clip classifier trained on this data; not FVD), `fvd` (the I3D
+FVD, only with local weights: `ganforge.metrics.fvd`) and `motion`, how much generated clips move against real
+ones (1.0: as much; ~0: frozen frames).
 """
 
 from __future__ import annotations
@@ -22,13 +29,21 @@ from torch import nn
 
 from ganforge import __version__, tracking
 from ganforge.config import Config, EvaluateConfig
-from ganforge.data.dataset import PreparedData
+from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
+from ganforge.models import ModelSpec
 from ganforge.paths import Paths, atomic_path, write_text_atomic
 from ganforge.training import checkpoint
 
-# an extractor maps uint8 images [N, C, H, W] to (features [N, D], class logits [N, K] or None)
+# an extractor maps uint8 images [N, C, H, W] (or clips [N, C, T, H, W]) to (features [N, D], logits [N, K] or None)
 Extract = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+CLIP_FD_ABOUT = "in-domain clip Fréchet distance (3D-conv classifier features trained on this data; not FVD)"
+MOTION_ABOUT = "mean |x[t+1] - x[t]| of generated clips / that of real clips (1.0: as much movement; ~0: frozen)"
+# k-NN scores take one frame per clip: a clip's frames are near-duplicates in a frame feature space, so with all
+# of them every k-NN ball shrinks to its own clip (real against real: precision 0.41, recall 0.51 on moving digits
+# with all 16 frames; 0.93 / 0.89 with one random frame per clip, as images score)
+MANIFOLD_FRAMES = "one random frame per clip (torch.Generator seeded with evaluate.seed: real picks, then fake)"
 
 
 def _batched(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, batch: int) -> list[Any]:
@@ -67,6 +82,35 @@ def extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]
     return run_i, dict(protocol)
 
 
+def clip_extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]]:
+    """The clip classifier of the features stage as an extractor: uint8 clips [N, C, T, H, W] ->
+    (features float64 [N, D], logits [N, K]); and its protocol (weights hash, feature dim, frames)."""
+    from ganforge.metrics.classifier import to_float
+    from ganforge.metrics.clips import load
+
+    net, record = load(paths.clip_classifier)
+    batch = max(1, ec.batch_size // max(1, net.frames))  # about ec.batch_size frames per forward pass
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if x.ndim != 5:
+            raise ValueError(f"expected uint8 clips [N, C, T, H, W], got shape {list(x.shape)}")
+        parts = _batched(lambda b: net(to_float(b)), x, batch)
+        return torch.cat([f for f, _ in parts]).double(), torch.cat([z for _, z in parts])
+
+    protocol = {
+        "extractor": "clip_classifier",
+        "weights": str(paths.clip_classifier),
+        "weights_sha256": record["sha256"],
+        "extractor_test_accuracy": record["test_accuracy"],
+        "feature_dim": net.feature_dim,
+        "frames": record["frames"],
+        "resolution": record["resolution"],
+        "resize": "none (native resolution)",
+    }
+    return run, protocol
+
+
 def _data_key(paths: Paths, split: str) -> str:
     """A hash that changes whenever the prepared data does (its manifest and info say everything)."""
     h = hashlib.sha256(split.encode())
@@ -97,9 +141,10 @@ def reference_features(
 def generate(
     G: nn.Module, n: int, num_classes: int, seed: int, truncation: float, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples as uint8 (quantised like the real data), classes balanced; deterministic per seed."""
+    """n samples (images, or clips [n, C, T, H, W]) as uint8 (quantised like the real data), classes balanced;
+    deterministic per seed."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.spec.z_dim, generator=g) * truncation
+    z = torch.randn(n, G.spec.latent_dim, generator=g) * truncation
     y = torch.arange(n) % num_classes if num_classes else None
     out = []
     for i in range(0, n, batch):
@@ -114,14 +159,27 @@ class EvalSummary:
     protocol: dict[str, Any]
     registry: dict[str, Any]
     seconds: float
+    video: dict[str, Any] | None = None  # video models: clip_fd, fvd, motion (and what they mean)
 
     def line(self, out: Path) -> str:
         s = self.scores
-        parts = [f"FID {s['fid']:.3f}", f"KID {s['kid_mean']:.4f}"]
-        if "class_accuracy" in s:
-            parts.append(f"class accuracy {s['class_accuracy']:.3f}")
-        parts += [f"precision {s['precision']:.3f}", f"recall {s['recall']:.3f}"]
         p = self.protocol
+        v = self.video
+        if v is not None:
+            parts = [f"per-frame FID {s['fid']:.3f}", f"KID {s['kid_mean']:.4f}"]
+            if "class_accuracy" in s:
+                parts.append(f"clip class accuracy {s['class_accuracy']:.3f}")
+            parts += [f"precision {s['precision']:.3f}", f"recall {s['recall']:.3f}"]
+            parts.append("clip FD n/a" if v["clip_fd"] is None else f"in-domain clip FD {v['clip_fd']:.3f}")
+            parts.append("motion n/a" if v["motion"] is None else f"motion {v['motion']:.2f}")
+            parts.append("FVD not computed" if v["fvd"] is None else f"FVD {v['fvd']:.1f}")
+            sizes = f"n_real {p['n_real']} / n_fake {p['n_fake']} clips of {p['frames_per_clip']} frames"
+        else:
+            parts = [f"FID {s['fid']:.3f}", f"KID {s['kid_mean']:.4f}"]
+            if "class_accuracy" in s:
+                parts.append(f"class accuracy {s['class_accuracy']:.3f}")
+            parts += [f"precision {s['precision']:.3f}", f"recall {s['recall']:.3f}"]
+            sizes = f"n_real {p['n_real']}, n_fake {p['n_fake']}"
         reg = self.registry
         where = (
             f"; {reg['model_name']} v{reg['version']} {'promoted to champion' if reg['promoted'] else 'is candidate'}"
@@ -130,8 +188,7 @@ class EvalSummary:
             else ""
         )
         return (
-            f"evaluate: {', '.join(parts)} ({p['extractor']} features, n_real {p['n_real']}, n_fake {p['n_fake']}) "
-            f"in {self.seconds:.0f}s -> {out}{where}"
+            f"evaluate: {', '.join(parts)} ({p['extractor']} features, {sizes}) in {self.seconds:.0f}s -> {out}{where}"
         )
 
 
@@ -161,11 +218,20 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
 
     ec = cfg.evaluate
     t0 = time.perf_counter()
-    data = PreparedData.open(paths.prepared)
-    real, _ = data.load(ec.split)
-    if len(real) < 2:
-        raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} images; set data.test_fraction higher")
+    data = PreparedData.open(paths.prepared, kinds=KINDS)
+    if data.kind == "image":
+        real, _ = data.load(ec.split)
+        if len(real) < 2:
+            raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} images; set data.test_fraction higher")
     state = checkpoint.load(paths.checkpoint)
+    spec = ModelSpec(**state["spec"])
+    if spec.kind != data.kind:
+        raise GanforgeError(
+            f"evaluate: {paths.checkpoint} holds {'a video' if spec.kind == 'video' else 'an image'} generator "
+            f"({spec.model}) but {paths.prepared} holds {data.kind} data: train on this data first (ganforge train)"
+        )
+    if data.kind == "video":
+        return _evaluate_video(cfg, paths, data, state, t0)
     extract, protocol = extractor(ec, paths)
     real_features, from_cache = reference_features(extract, protocol, paths, ec.split, real)
     num_classes = state["spec"]["num_classes"]
@@ -200,3 +266,212 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     result["registry"] = registry
     write_text_atomic(paths.metrics / "eval.json", json.dumps(result, indent=2, default=str) + "\n")
     return EvalSummary(scores, protocol, registry, time.perf_counter() - t0)
+
+
+# -- video ------------------------------------------------------------------------------------------------------
+
+
+def motion_energy(clips: torch.Tensor, batch: int = 256) -> float:
+    """Mean absolute difference between consecutive frames of uint8 clips [N, C, T, H, W], in 0..1."""
+    total, count = 0.0, 0
+    for i in range(0, len(clips), batch):
+        x = clips[i : i + batch].to(torch.int16)
+        d = (x[:, :, 1:] - x[:, :, :-1]).abs()
+        total += float(d.sum(dtype=torch.float64))
+        count += d.numel()
+    return total / max(count, 1) / 255
+
+
+@dataclass
+class VideoSpace:
+    """What fake clips are scored against: real features in each space, and the extractors."""
+
+    frames: Extract
+    real_frames: torch.Tensor
+    clips: Extract | None
+    real_clips: torch.Tensor | None
+    fvd: Extract | None
+    real_fvd: torch.Tensor | None
+    real_motion: float
+
+
+def one_frame_per_clip(real: torch.Tensor, fake: torch.Tensor, frames: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Rows of one random frame per clip from frame features in clip order ([N*T, D] -> [N, D]); see MANIFOLD_FRAMES."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for x in (real, fake):
+        n = len(x) // frames
+        out.append(x[torch.arange(n) * frames + torch.randint(0, frames, (n,), generator=g)])
+    return tuple(out)
+
+
+def score_video(
+    G: nn.Module, ec: EvaluateConfig, space: VideoSpace, num_classes: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """(per-frame scores + clip class accuracy, the video section: clip_fd, fvd, motion) of n_fake_clips clips.
+
+    FID and KID compare every frame of the real clips with every frame of the generated ones; precision, recall,
+    density and coverage one random frame of each (MANIFOLD_FRAMES)."""
+    from ganforge.metrics.clips import all_frames
+    from ganforge.metrics.scores import class_accuracy, frechet_distance, kernel_distance, manifold_scores
+
+    frames = G.spec.frames
+    fake, y = generate(G, ec.n_fake_clips, num_classes, ec.seed, ec.truncation, max(1, ec.batch_size // frames))
+    fake_frame_features, _ = space.frames(all_frames(fake))
+    kid_mean, kid_std = kernel_distance(
+        space.real_frames, fake_frame_features, subsets=ec.kid_subsets, subset_size=ec.kid_subset_size, seed=ec.seed
+    )
+    scores = {
+        "fid": frechet_distance(space.real_frames, fake_frame_features),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        **manifold_scores(*one_frame_per_clip(space.real_frames, fake_frame_features, frames, ec.seed), k=ec.k),
+    }
+    clip_fd = None
+    if space.clips is not None and space.real_clips is not None:
+        fake_clip_features, logits = space.clips(fake)
+        clip_fd = frechet_distance(space.real_clips, fake_clip_features)
+        if y is not None and logits is not None:
+            scores["class_accuracy"] = class_accuracy(logits, y)
+    fvd = None
+    if space.fvd is not None and space.real_fvd is not None:
+        fvd = frechet_distance(space.real_fvd, space.fvd(fake)[0])
+    fake_motion = motion_energy(fake)
+    video = {
+        "clip_fd": clip_fd,
+        "fvd": fvd,
+        "motion": fake_motion / space.real_motion if space.real_motion > 0 else None,
+        "motion_fake": fake_motion,
+        "motion_real": space.real_motion,
+    }
+    return scores, video
+
+
+def _numbers(scores: dict[str, float], video: dict[str, Any]) -> dict[str, float]:
+    """Everything worth logging as a metric: the scores and the video numbers that were computed."""
+    extra = {k: float(video[k]) for k in ("clip_fd", "fvd", "motion") if video.get(k) is not None}
+    return {**scores, **extra}
+
+
+def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[str, Any], t0: float) -> EvalSummary:
+    """evaluate() for video generators: per-frame scores, clip class accuracy, clip_fd, fvd, motion."""
+    import torchmetrics
+
+    from ganforge.metrics import fvd
+    from ganforge.metrics.clips import ClipClassifierUnavailable, all_frames
+
+    ec = cfg.evaluate
+    frames = int(data.frames or 0)
+    if int(state["spec"].get("frames", 0)) != frames:
+        raise GanforgeError(
+            f"evaluate: {paths.checkpoint} makes clips of {state['spec'].get('frames')} frames but {paths.prepared} "
+            f"holds clips of {frames}: train on this data first (ganforge train)"
+        )
+    detector = fvd_protocol = None
+    if ec.fvd_weights:  # every check on the I3D file before any work
+        detector, fvd_protocol = fvd.load_i3d(ec.fvd_weights, ec.fvd_sha256)
+        fvd.check_frames(frames)
+    real, _ = data.load(ec.split)
+    if len(real) < 2:
+        raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} clips; set data.test_fraction higher")
+
+    extract, protocol = extractor(ec, paths)
+    frame_protocol = {**protocol, "frames": "every frame, clip by clip"}  # the cache key of real frame features
+    real_frame_features, from_cache = reference_features(extract, frame_protocol, paths, ec.split, all_frames(real))
+    try:
+        clip_extract, clip_protocol = clip_extractor(ec, paths)
+    except ClipClassifierUnavailable as exc:
+        clip_extract, clip_protocol, clip_note = None, None, f"not computed: {exc}"
+    else:
+        clip_note = CLIP_FD_ABOUT
+        if (clip_protocol["frames"], clip_protocol["resolution"]) != (frames, data.resolution):
+            raise GanforgeError(
+                f"evaluate: {paths.clip_classifier} was trained on clips of {clip_protocol['frames']} frames at "
+                f"{clip_protocol['resolution']}px, the data has {frames} at {data.resolution}px: "
+                "run `ganforge features`"
+            )
+    real_clip_features = None
+    if clip_extract is not None and clip_protocol is not None:
+        real_clip_features, _ = reference_features(clip_extract, clip_protocol, paths, ec.split, real)
+    fvd_extract = real_fvd = None
+    if detector is not None and fvd_protocol is not None:
+        fvd_extract = fvd.i3d_features(detector)
+        real_fvd, _ = reference_features(fvd_extract, fvd_protocol, paths, ec.split, real)
+    space = VideoSpace(
+        extract, real_frame_features, clip_extract, real_clip_features, fvd_extract, real_fvd, motion_energy(real)
+    )
+    num_classes = state["spec"]["num_classes"]
+
+    scores, video = score_video(checkpoint.generator_from_state(state, ema=True), ec, space, num_classes)
+    raw = raw_video = None
+    if ec.raw_generator:
+        raw, raw_video = score_video(checkpoint.generator_from_state(state, ema=False), ec, space, num_classes)
+
+    n_real_frames, n_fake_frames = len(real) * frames, ec.n_fake_clips * frames
+    protocol.update(
+        kind="video",
+        generator="ema",
+        checkpoint_step=int(state["step"]),
+        split=ec.split,
+        n_real=len(real),
+        n_fake=ec.n_fake_clips,
+        frames_per_clip=frames,
+        frames_scored="fid, kid: all frames of each clip; precision, recall, density, coverage: " + MANIFOLD_FRAMES,
+        n_real_frames=n_real_frames,
+        n_fake_frames=n_fake_frames,
+        n_real_manifold=len(real),
+        n_fake_manifold=ec.n_fake_clips,
+        kid_subset_size=min(ec.kid_subset_size, n_real_frames, n_fake_frames),
+        kid_subsets=ec.kid_subsets,
+        k=ec.k,
+        seed=ec.seed,
+        truncation=ec.truncation,
+        reference_from_cache=from_cache,
+    )
+    if clip_protocol is not None:
+        protocol.update(
+            clip_extractor=clip_protocol["extractor"],
+            clip_weights=clip_protocol["weights"],
+            clip_weights_sha256=clip_protocol["weights_sha256"],
+            clip_extractor_test_accuracy=clip_protocol["extractor_test_accuracy"],
+            clip_feature_dim=clip_protocol["feature_dim"],
+        )
+    if fvd_protocol is not None:
+        protocol.update(fvd_protocol)
+    protocol.update(torch=torch.__version__, torchmetrics=torchmetrics.__version__, ganforge=__version__)
+
+    video.update(
+        clip_fd_about=clip_note,
+        fvd_note=(
+            f"I3D (Kinetics-400) features of whole clips, n_real {len(real)}, n_fake {ec.n_fake_clips}"
+            if video["fvd"] is not None
+            else fvd.NOT_COMPUTED
+        ),
+        motion_about=MOTION_ABOUT,
+        per_frame=(
+            f"fid, kid_*: {protocol['extractor']} features of all {frames} frames of each clip ({n_real_frames} real "
+            f"{ec.split} frames, {n_fake_frames} generated); precision, recall, density, coverage: the same features "
+            f"of one random frame per clip ({len(real)} real, {ec.n_fake_clips} generated)"
+        ),
+        class_accuracy=(
+            "clip classifier's arg-max on generated clips against their conditioning class"
+            if "class_accuracy" in scores
+            else "not computed (unconditional generator or no clip classifier)"
+        ),
+    )
+    registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
+    if cfg.tracking.enabled:
+        registry = tracking.record_evaluation(
+            cfg,
+            paths,
+            _numbers(scores, video),
+            None if raw is None or raw_video is None else _numbers(raw, raw_video),
+            protocol,
+        )
+    result: dict[str, Any] = {**scores, "video": video}
+    if raw is not None and raw_video is not None:
+        result["raw"] = {**raw, "video": raw_video}
+    result["protocol"] = protocol
+    result["registry"] = registry
+    write_text_atomic(paths.metrics / "eval.json", json.dumps(result, indent=2, default=str) + "\n")
+    return EvalSummary(scores, protocol, registry, time.perf_counter() - t0, video)

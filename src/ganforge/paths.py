@@ -14,6 +14,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Paths:
     root: Path = Path(".")
+    library_dir: Path = Path("library")  # `library.dir`, relative to root (or absolute)
 
     @property
     def prepared(self) -> Path:
@@ -30,6 +31,11 @@ class Paths:
     @property
     def classifier(self) -> Path:
         return self.models / "classifier.pt"
+
+    @property
+    def clip_classifier(self) -> Path:
+        """Video data: the in-domain 3D-conv clip classifier (clip features, class accuracy of clips)."""
+        return self.models / "clip_classifier.pt"
 
     @property
     def cache(self) -> Path:
@@ -62,8 +68,8 @@ class Paths:
 
     @property
     def library(self) -> Path:
-        """The asset library: images/, videos/, catalog.parquet, index.html."""
-        return self.root / "library"
+        """The asset library: images/, videos/, clips/, catalog.parquet, index.html (`library.dir`)."""
+        return self.root / self.library_dir
 
     @property
     def catalog(self) -> Path:

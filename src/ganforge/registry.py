@@ -104,7 +104,7 @@ def _log_sampler(model_id: str, run_id: str, state: dict[str, Any], artifact_nam
             python_model=str(entry),  # models from code: loading unpickles nothing
             artifacts=artifacts,
             code_paths=[str(code)],
-            signature=serving.signature(spec["channels"], spec["resolution"]),
+            signature=serving.signature(spec["channels"], spec["resolution"], int(spec.get("frames") or 0)),
             input_example=serving.input_example(spec["num_classes"]),
             pip_requirements=_requirements(),
         )

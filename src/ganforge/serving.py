@@ -1,10 +1,13 @@
 """The MLflow pyfunc sampler that consumers load: `mlflow.pyfunc.load_model("models:/<name>@champion")`.
 
 Input: a DataFrame with `seed` (int >= 0), optional `class` (int; ignored by unconditional generators, where -1
-means "no class") and optional `truncation` (float in (0, 1], default 1). Output: uint8 images [N, C, H, W].
-The latent of a row depends on its seed alone (`torch.Generator().manual_seed(seed)`), so the same seed gives
-the same image, whatever else is in the batch. Truncation psi < 1 draws z from a normal truncated to |z| <= 2 and
-scales it by psi (ganforge.assets.sampling): the library's assets regenerate exactly from (version, seed, class, psi).
+means "no class") and optional `truncation` (float in (0, 1], default 1). Output: uint8 images [N, C, H, W], or
+for video generators (mocogan) uint8 clips [N, C, T, H, W], one clip per row.
+The latent of a row depends on its seed alone (`torch.Generator().manual_seed(seed)`, `spec.latent_dim` values:
+a video generator's content and motion noise both come from the seed), so the same seed gives the same image or
+clip, whatever else is in the batch. Truncation psi < 1 draws z from a normal truncated to |z| <= 2 and
+scales it by psi (ganforge.assets.sampling): the library's images and clips regenerate exactly from
+(version, seed, class, psi).
 
 Only the tracking layer (`ganforge.registry`) and consumers import this module: it imports mlflow.
 The model is logged with `code_paths=[<ganforge package>]`, so it loads where ganforge is not installed.
@@ -42,7 +45,8 @@ def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]
     return {k: str(v) for k, v in files.items()}
 
 
-def signature(channels: int, resolution: int) -> Any:
+def signature(channels: int, resolution: int, frames: int = 0) -> Any:
+    """Input columns and output tensor: uint8 [-1, C, H, W] images, or [-1, C, T, H, W] clips when `frames` > 0."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -53,7 +57,8 @@ def signature(channels: int, resolution: int) -> Any:
             ColSpec("double", "truncation", required=False),
         ]
     )
-    outputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, channels, resolution, resolution))])
+    shape = (-1, channels, *([frames] if frames else []), resolution, resolution)
+    outputs = Schema([TensorSpec(np.dtype(np.uint8), shape)])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -63,7 +68,7 @@ def input_example(num_classes: int) -> pd.DataFrame:
 
 
 class GeneratorSampler(mlflow.pyfunc.PythonModel):
-    """Seed-addressed sampling from a ganforge generator (EMA weights), on CPU."""
+    """Seed-addressed sampling from a ganforge generator (EMA weights), on CPU: images, or clips from a video one."""
 
     def load_context(self, context: Any) -> None:
         from ganforge.models import ModelSpec, build_generator
@@ -79,11 +84,12 @@ class GeneratorSampler(mlflow.pyfunc.PythonModel):
         seeds, classes, truncation = self._validate(model_input)
         spec = self.spec
         n = len(seeds)
-        out = np.empty((n, spec.channels, spec.resolution, spec.resolution), dtype=np.uint8)
+        frames = [spec.frames] if spec.kind == "video" else []
+        out = np.empty((n, spec.channels, *frames, spec.resolution, spec.resolution), dtype=np.uint8)
         with torch.inference_mode():
             for i in range(0, n, BATCH):
                 rows = zip(seeds[i : i + BATCH], truncation[i : i + BATCH], strict=True)
-                zi = torch.stack([latent(s, spec.z_dim, psi) for s, psi in rows])
+                zi = torch.stack([latent(s, spec.latent_dim, psi) for s, psi in rows])
                 yi = torch.tensor(classes[i : i + BATCH], dtype=torch.long) if spec.num_classes else None
                 x = self.G(zi, yi).float().clamp(-1, 1)
                 out[i : i + BATCH] = ((x + 1) * 127.5).round().to(torch.uint8).numpy()

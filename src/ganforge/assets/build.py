@@ -7,6 +7,12 @@ Funnel per class (per build, in this order): `images / keep_fraction` candidates
 -> drop near-duplicates of library assets by pHash (duplicates) -> write (accepted).
 Videos: latent walks and class morphs, each addressed by its keyframe seeds, classes and truncation.
 
+A video generator (`spec.kind == "video"`) makes clips instead: `clips / keep_fraction` candidate seeds per class,
+one clip per seed, through the same funnel, scored in the clip feature space (the features stage's clip classifier)
+with the clip head of D, near-copies judged against the training clips (pixel RMSE over the whole clip), duplicates
+by the pHashes of their first, middle and last frames; written as MP4 + animated WebP + PNG poster (kind `clip`).
+For video generators `images`, `videos` and `morphs` do not apply; for image generators `clips` does not.
+
 A build holds library/.lock; it writes each file atomically before its catalog row and flushes the catalog every
 FLUSH_EVERY assets and on the way out (also on Ctrl-C), so a killed build resumes where it stopped: its finished
 files are in the catalog, and files no row names are removed when the next build starts.
@@ -31,8 +37,9 @@ from tqdm import tqdm
 from ganforge import __version__
 from ganforge.assets import catalog, scoring
 from ganforge.assets.sampling import latents, morph, walk
-from ganforge.assets.source import Source, open_source
+from ganforge.assets.source import Source, check_data, open_source
 from ganforge.config import Config
+from ganforge.data.dataset import KINDS as DATA_KINDS
 from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
 from ganforge.paths import Paths, atomic_path, write_text_atomic
@@ -64,9 +71,18 @@ class LibrarySummary:
     metrics: dict[str, Any]
     gallery: str
     source: str
+    clips: Counts = field(default_factory=Counts)  # video generators: their clips (images and videos stay 0)
 
     def line(self) -> str:
         i, v, m = self.images, self.videos, self.metrics
+        if self.metrics.get("kind") == "video":
+            c = self.clips
+            return (
+                f"library: {c.accepted} new clips from {self.source} ({c.generated} candidates: "
+                f"{c.rejected_quality} below the quality cut, {c.near_copies} near-copies, {c.duplicates} duplicates, "
+                f"{c.already_present} already there; {m['clips_per_second']:.1f} clips/s); "
+                f"{m['catalog_assets']} assets in {m['catalog']} -> gallery {self.gallery}"
+            )
         return (
             f"library: {i.accepted} new images, {v.accepted} new videos from {self.source} "
             f"({i.generated} candidates: {i.rejected_quality} below the quality cut, {i.near_copies + v.near_copies} "
@@ -77,21 +93,21 @@ class LibrarySummary:
 
 
 class Scorer:
-    """Generates and scores batches: uint8 images, evaluation features, realism, D logit, nearest-real."""
+    """Generates and scores batches: uint8 images (or clips [N, C, T, H, W] from a video generator), evaluation
+    features, realism, D logit (a video D's clip head), nearest-real."""
 
     def __init__(self, cfg: Config, paths: Paths, src: Source) -> None:
-        from ganforge.evaluate import extractor, reference_features
+        from ganforge import evaluate
+        from ganforge.evaluate import reference_features
 
-        data = PreparedData.open(paths.prepared)
-        spec = src.spec
-        if (data.resolution, data.channels) != (spec.resolution, spec.channels):
-            raise GanforgeError(
-                f"library: {src.uri} makes {spec.resolution}x{spec.resolution}x{spec.channels} images but "
-                f"{paths.prepared} holds {data.resolution}x{data.resolution}x{data.channels}: prepare the data the "
-                "model was trained on"
-            )
+        data = PreparedData.open(paths.prepared, kinds=DATA_KINDS)
+        check_data(src, data)
         self.src = src
-        self.extract, self.protocol = extractor(cfg.evaluate, paths)
+        self.video = src.spec.kind == "video"
+        if self.video:
+            self.extract, self.protocol = evaluate.clip_extractor(cfg.evaluate, paths)
+        else:
+            self.extract, self.protocol = evaluate.extractor(cfg.evaluate, paths)
         train_x, _ = data.load("train")
         feats, self.reference_from_cache = reference_features(self.extract, self.protocol, paths, "train", train_x)
         self.real = scoring.RealSet.build(feats, train_x, cfg.library.k)
@@ -104,21 +120,23 @@ class Scorer:
         for i in range(0, len(z), self.batch):
             x = self.src.G(z[i : i + self.batch], None if y is None else y[i : i + self.batch])
             out.append(x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
-        return torch.cat(out) if out else torch.empty(0, self.src.spec.channels, 1, 1, dtype=torch.uint8)
+        if out:
+            return torch.cat(out)
+        spec = self.src.spec
+        return torch.empty(0, spec.channels, *([spec.frames] if self.video else []), 1, 1, dtype=torch.uint8)
 
     @torch.inference_mode()
     def score(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Scores of uint8 images x (y: class indices, or None)."""
+        """Scores of uint8 images (or clips) x (y: class indices, or None)."""
         feats, _ = self.extract(x)
         cmp = scoring.compare(feats, x, self.real)
         if self.src.D is None:
             d = torch.full((len(x),), math.nan)
         else:
+            judge = scoring.clip_logits if self.video else scoring.discriminator_logits
             d = torch.cat(
                 [
-                    scoring.discriminator_logits(
-                        self.src.D, x[i : i + self.batch], None if y is None else y[i : i + self.batch]
-                    )
+                    judge(self.src.D, x[i : i + self.batch], None if y is None else y[i : i + self.batch])
                     for i in range(0, len(x), self.batch)
                 ]
             )
@@ -147,16 +165,36 @@ class Catalog:
         self._hashes = np.zeros(max(1024, 2 * len(hashes)), dtype=np.uint64)  # grows by doubling
         self._hashes[: len(hashes)] = hashes
         self._n_hashes = len(hashes)
+        width = scoring.CLIP_HASH_FRAMES
+        clip_hashes = [
+            hs
+            for h in self.frame.loc[self.frame["kind"] == "clip", "phash"]
+            if len(hs := scoring.decode_hashes(str(h) if isinstance(h, str) else "")) == width
+        ]
+        self._clip_hashes = np.zeros((max(256, 2 * len(clip_hashes)), width), dtype=np.uint64)
+        if clip_hashes:
+            self._clip_hashes[: len(clip_hashes)] = np.array(clip_hashes, dtype=np.uint64)
+        self._n_clip_hashes = len(clip_hashes)
 
     def hashes(self) -> np.ndarray:
         """pHashes of the library's images (a view: valid until the next add)."""
         return self._hashes[: self._n_hashes]
+
+    def clip_hashes(self) -> np.ndarray:
+        """pHashes [N, 3] of the library's clips (first, middle, last frame; a view: valid until the next add)."""
+        return self._clip_hashes[: self._n_clip_hashes]
 
     def _add_hash(self, h: int) -> None:
         if self._n_hashes == len(self._hashes):
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
         self._hashes[self._n_hashes] = h
         self._n_hashes += 1
+
+    def _add_clip_hashes(self, hs: tuple[int, ...]) -> None:
+        if self._n_clip_hashes == len(self._clip_hashes):
+            self._clip_hashes = np.concatenate([self._clip_hashes, np.zeros_like(self._clip_hashes)])
+        self._clip_hashes[self._n_clip_hashes] = hs
+        self._n_clip_hashes += 1
 
     def add(self, row: dict[str, Any]) -> None:
         row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
@@ -165,6 +203,8 @@ class Catalog:
         self.known.add(key)
         if row["kind"] == "image":
             self._add_hash(int(row["phash"], 16))
+        elif row["kind"] == "clip":
+            self._add_clip_hashes(scoring.decode_hashes(row["phash"]))
         self.pending += 1
         if self.pending >= FLUSH_EVERY:
             self.flush()
@@ -304,6 +344,118 @@ def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
     return counts
 
 
+def _clips(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -> tuple[Counts, float]:
+    """A video generator's clips: the image funnel, one clip per seed (see the module docstring). Returns the
+    counts and the seconds spent writing files (generation and scoring are in scorer.seconds).
+
+    Candidates of all classes go through G and the scorers in shared batches (class-major, so a batch holds
+    several classes when there are few candidates per class: 3D convolutions cost much per call on a CPU); each
+    class's funnel runs as soon as all of its candidates are scored."""
+    lc, spec = cfg.library, scorer.src.spec
+    counts, write_seconds = Counts(), 0.0
+    classes = list(range(spec.num_classes)) if spec.num_classes else [-1]
+    n_cand = math.ceil(lc.clips / lc.keep_fraction - 1e-9) if lc.clips else 0
+    seeds = list(range(lc.seed, lc.seed + n_cand))
+    counts.requested = lc.clips * len(classes)
+    pairs = [(c, s) for c in classes for s in seeds]  # class-major: each class is n_cand consecutive candidates
+    todo = iter(classes)
+    buf_x: torch.Tensor | None = None
+    buf_s: dict[str, torch.Tensor] = {}
+    for i in range(0, len(pairs), lc.batch_size):
+        t0 = time.perf_counter()
+        chunk = pairs[i : i + lc.batch_size]
+        y = None if classes == [-1] else torch.tensor([c for c, _ in chunk], dtype=torch.long)
+        x = scorer.images(latents([s for _, s in chunk], spec.latent_dim, lc.truncation), y)  # uint8 [B, C, T, H, W]
+        sc = scorer.score(x, y)
+        scorer.seconds += time.perf_counter() - t0
+        bar.update(len(chunk))
+        buf_x = x if buf_x is None else torch.cat([buf_x, x])
+        buf_s = sc if not buf_s else {k: torch.cat([buf_s[k], v]) for k, v in sc.items()}
+        while buf_x is not None and len(buf_x) >= n_cand:
+            head = {k: v[:n_cand] for k, v in buf_s.items()}
+            write_seconds += _clip_funnel(cfg, paths, scorer, cat, next(todo), seeds, buf_x[:n_cand], head, counts)
+            buf_x, buf_s = buf_x[n_cand:], {k: v[n_cand:] for k, v in buf_s.items()}
+    return counts, write_seconds
+
+
+def _clip_funnel(
+    cfg: Config,
+    paths: Paths,
+    scorer: Scorer,
+    cat: Catalog,
+    c: int,
+    seeds: list[int],
+    x: torch.Tensor,
+    scores: dict[str, torch.Tensor],
+    counts: Counts,
+) -> float:
+    """The funnel of one class's candidate clips x [n, C, T, H, W] (seeds[i] made x[i]); counts into `counts`;
+    returns the seconds spent writing files."""
+    from ganforge.assets.video import write_video
+
+    lc, src = cfg.library, scorer.src
+    write_seconds = 0.0
+    counts.generated += len(x)
+    chosen = _select(cfg, scores, seeds, c, lc.clips)
+    counts.rejected_quality += len(x) - len(chosen)
+    classes_key = [] if c < 0 else [c]
+    prov = _provenance(src)
+    for i in chosen:
+        if catalog.address(src.model_sha256, "clip", [seeds[i]], classes_key, lc.truncation) in cat.known:
+            counts.already_present += 1
+            continue
+        near_f, near_p = float(scores["nearest_feature"][i]), float(scores["nearest_pixel"][i])
+        if _memorised(cfg, scorer.real, near_f, near_p):
+            counts.near_copies += 1
+            continue
+        clip = x[i].numpy()  # [C, T, H, W]
+        hs = scoring.clip_phash(clip)
+        if lc.dedupe_hamming >= 0 and (scoring.clip_hamming(hs, cat.clip_hashes()) <= lc.dedupe_hamming).any():
+            counts.duplicates += 1
+            continue
+        t1 = time.perf_counter()
+        frames = np.ascontiguousarray(np.transpose(clip, (1, 2, 3, 0)))  # [T, H, W, C]
+        asset_id = scoring.content_id("clip", frames, lc.fps, lc.video_size, VIDEO_CRF)
+        rel = f"clips/{'all' if c < 0 else f'{c:03d}'}/{asset_id}"
+        files = write_video(
+            frames,
+            paths.library / f"{rel}.mp4",
+            paths.library / f"{rel}.webp",
+            paths.library / f"{rel}.png",
+            fps=lc.fps,
+            size=lc.video_size,
+            crf=VIDEO_CRF,
+        )
+        write_seconds += time.perf_counter() - t1
+        cat.add(
+            {
+                "asset_id": asset_id,
+                "kind": "clip",
+                "path": f"{rel}.mp4",
+                "preview": f"{rel}.webp",
+                "poster": f"{rel}.png",
+                "width": files.width,
+                "height": files.height,
+                "frames": files.frames,
+                "fps": float(files.fps),
+                "seeds": [seeds[i]],
+                "class": c,
+                "classes": classes_key,
+                "class_name": _class_name(src, c),
+                "truncation": lc.truncation,
+                **prov,
+                "realism": float(scores["realism"][i]),
+                "d_score": float(scores["d_score"][i]),
+                "nearest_real_feature": near_f,
+                "nearest_real_pixel": near_p,
+                "nearest_real_index": int(scores["nearest_index"][i]),
+                "phash": scoring.encode_hashes(hs),
+            }
+        )
+        counts.accepted += 1
+    return write_seconds
+
+
 @dataclass(frozen=True)
 class VideoPlan:
     kind: str  # latent_walk | class_morph
@@ -427,12 +579,22 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
         build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
         cat = Catalog(paths, frame, build_id)
         classes = max(1, src.spec.num_classes)
-        n_cand = math.ceil(lc.images / lc.keep_fraction - 1e-9) if lc.images else 0
-        n_videos = sum(1 for _ in video_plans(cfg, src.spec.num_classes))
-        bar = tqdm(total=n_cand * classes + n_videos, desc="library", unit="img", disable=not progress)
+        images, videos, clips = Counts(), Counts(), Counts()
+        video_frames, video_seconds = 0, 0.0
+        if scorer.video:  # a video generator makes clips; images, videos and morphs do not apply
+            n_cand = math.ceil(lc.clips / lc.keep_fraction - 1e-9) if lc.clips else 0
+            bar = tqdm(total=n_cand * classes, desc="library", unit="clip", disable=not progress)
+        else:
+            n_cand = math.ceil(lc.images / lc.keep_fraction - 1e-9) if lc.images else 0
+            n_videos = sum(1 for _ in video_plans(cfg, src.spec.num_classes))
+            bar = tqdm(total=n_cand * classes + n_videos, desc="library", unit="img", disable=not progress)
         try:
-            images = _images(cfg, paths, scorer, cat, bar)
-            videos, video_frames, video_seconds = _videos(cfg, paths, scorer, cat, bar)
+            if scorer.video:
+                clips, video_seconds = _clips(cfg, paths, scorer, cat, bar)
+                video_frames = clips.accepted * src.spec.frames
+            else:
+                images = _images(cfg, paths, scorer, cat, bar)
+                videos, video_frames, video_seconds = _videos(cfg, paths, scorer, cat, bar)
         finally:
             bar.close()
             cat.flush()
@@ -440,11 +602,15 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
         totals = Counts()
         totals.add(images)
         totals.add(videos)
+        totals.add(clips)
         metrics: dict[str, Any] = {
             **vars(totals),
+            "kind": src.spec.kind,
             "images": vars(images),
             "videos": vars(videos),
-            "images_per_second": images.generated / scorer.seconds if scorer.seconds else 0.0,
+            "clips": vars(clips),
+            "images_per_second": images.generated / scorer.seconds if scorer.seconds and not scorer.video else 0.0,
+            "clips_per_second": clips.generated / scorer.seconds if scorer.seconds and scorer.video else 0.0,
             "video_frames_per_second": video_frames / video_seconds if video_seconds else 0.0,
             "seconds": 0.0,
             "catalog_assets": len(final),
@@ -459,6 +625,9 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
                 "extractor": scorer.protocol.get("extractor"),
                 "extractor_weights_sha256": scorer.protocol.get("weights_sha256"),
                 "reference_split": "train",
+                "kind": src.spec.kind,
+                "clip_frames": src.spec.frames if scorer.video else None,
+                "dedupe_frames": scoring.clip_frames(src.spec.frames) if scorer.video else None,
                 "n_real": len(scorer.real.features),
                 "realism_k": lc.k,
                 "realism_manifold": len(scorer.real.manifold),
@@ -485,4 +654,4 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
         numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         metrics["mlflow"] = tracking.record_library(src.run_id, numeric)
         write_text_atomic(paths.metrics / "library.json", json.dumps(metrics, indent=2, default=str) + "\n")
-    return LibrarySummary(images, videos, metrics, str(gallery), src.uri)
+    return LibrarySummary(images, videos, metrics, str(gallery), src.uri, clips)

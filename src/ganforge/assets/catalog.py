@@ -4,6 +4,11 @@ An asset is addressed by (model weights, kind, seeds, classes, truncation): the 
 pixels, so a build skips addresses already in the catalog. `asset_id` is a hash of the content (pixels, and for
 videos the encoding settings). The catalog is rewritten atomically; files are written before their rows, and a
 build removes files no row names (what a killed build can leave behind) before it starts.
+
+Kinds: `image` (images/<class>/<id>.png), `latent_walk` and `class_morph` (videos/<id>.mp4|.webp|.png) from image
+generators; `clip` (clips/<class>/<id>.mp4|.webp|.png) from video generators, one clip per seed. `phash` holds 16
+hex digits for images and videos (the poster's pHash) and, for clips, the pHashes of the first, middle and last
+frames, comma-separated (`scoring.encode_hashes`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import pandas as pd
 from ganforge.errors import GanforgeError
 from ganforge.paths import atomic_path
 
-KINDS = ("image", "latent_walk", "class_morph")
+KINDS = ("image", "latent_walk", "class_morph", "clip")
+ASSET_DIRS = ("images", "videos", "clips")  # where asset files live, under the library
 # column -> pandas dtype of an empty catalog (list columns are object: lists of ints)
 SCHEMA: dict[str, str] = {
     "asset_id": "string",
@@ -124,7 +130,7 @@ def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
     df = df[pd.Series(keep, index=df.index, dtype=bool)].reset_index(drop=True)
     named = {(library / p).resolve() for _, row in df.iterrows() for p in files_of(row)}
     removed = 0
-    for sub in ("images", "videos"):
+    for sub in ASSET_DIRS:
         root = library / sub
         if not root.is_dir():
             continue

@@ -22,8 +22,8 @@ __all__ = ["write_gallery"]
 DASH = "–"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".webm", ".mov", ".ogv"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".bmp"})
-VIDEO_KINDS = frozenset({"latent_walk", "class_morph"})
-KIND_LABELS = {"image": "image", "latent_walk": "latent walk", "class_morph": "class morph"}
+VIDEO_KINDS = frozenset({"latent_walk", "class_morph", "clip"})
+KIND_LABELS = {"image": "image", "latent_walk": "latent walk", "class_morph": "class morph", "clip": "clip"}
 IMAGE_BOX = 128  # CSS px an image is scaled up towards (integer factor, pixelated)
 VIDEO_BOX = 192  # videos get more room so the native controls fit
 

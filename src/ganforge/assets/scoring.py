@@ -1,4 +1,4 @@
-"""How good, how new and how unique a generated image is.
+"""How good, how new and how unique a generated image (or clip) is.
 
 - realism score (Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing Generative Models",
   section 4): max over real samples phi_r of radius(phi_r) / ||phi_g - phi_r||, in the evaluation feature space,
@@ -6,7 +6,11 @@
 - the discriminator's logit (packed discriminators judge the image repeated `pack` times).
 - discriminator rejection sampling (Azadi et al. 2019): accept with p = sigmoid(F(x)).
 - nearest training image, in features and in pixels (memorisation check).
-- perceptual hashes (imagehash.phash, 64 bits) and Hamming distances (near-duplicates).
+- perceptual hashes (imagehash.phash, 64 bits) and Hamming distances (near-duplicates); a clip is hashed at a few
+  frames (first, middle, last) and is a near-duplicate of another when every one of those frames is.
+
+Clips [N, C, T, H, W] go through the same functions as images: features come from a clip feature space, pixel
+distances are RMSE over the whole clip, and D's score is the clip head's logit (`clip_logits`).
 """
 
 from __future__ import annotations
@@ -82,6 +86,16 @@ def discriminator_logits(D: nn.Module, images: torch.Tensor, y: torch.Tensor | N
     return D(x, y).float().flatten()
 
 
+@torch.inference_mode()
+def clip_logits(D: nn.Module, clips: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The video discriminator's clip-head logit for each uint8 clip [B, C, T, H, W] (`D(x, y)[1]`: one per clip,
+    no packing). The frame head samples frames at random, so only the clip head scores a clip reproducibly."""
+    x = clips.float() / 127.5 - 1.0
+    video = getattr(D, "video", None)  # mocogan: the clip head alone, without drawing the frame head's frames
+    out = video(x, y) if isinstance(video, nn.Module) else D(x, y)[1]
+    return out.float().flatten()
+
+
 def drs_accept_probability(logits: torch.Tensor, percentile: float, eps: float = 1e-6) -> torch.Tensor:
     """Azadi et al. 2019, eq. 8: F = D - D*_M - log(1 - exp(D - D*_M - eps)) - gamma; p = sigmoid(F).
 
@@ -116,6 +130,38 @@ def hamming(h: int, others: np.ndarray) -> np.ndarray:
     if not len(others):
         return np.empty(0, dtype=np.int64)
     return np.bitwise_count(np.bitwise_xor(others, np.uint64(h))).astype(np.int64)
+
+
+CLIP_HASH_FRAMES = 3  # first, middle, last
+
+
+def clip_frames(t: int) -> list[int]:
+    """The frames of a T-frame clip that its perceptual hash looks at: first, middle, last."""
+    return [0, t // 2, t - 1]
+
+
+def clip_phash(clip: np.ndarray) -> tuple[int, ...]:
+    """64-bit pHashes of a uint8 clip [C, T, H, W] at its first, middle and last frames."""
+    return tuple(phash(clip[:, i]) for i in clip_frames(clip.shape[1]))
+
+
+def encode_hashes(hashes: tuple[int, ...] | list[int]) -> str:
+    """The catalog's `phash` text: 16 hex digits per hash, comma-separated (one hash: as for images)."""
+    return ",".join(f"{h:016x}" for h in hashes)
+
+
+def decode_hashes(text: str) -> tuple[int, ...]:
+    """The hashes of a `phash` catalog value (empty for an empty value)."""
+    return tuple(int(part, 16) for part in text.split(",")) if text else ()
+
+
+def clip_hamming(hashes: tuple[int, ...], others: np.ndarray) -> np.ndarray:
+    """Per row of `others` [N, k] (uint64): the largest Hamming distance over the k compared frames; a clip is a
+    near-duplicate of a row when this is within the threshold (every compared frame is)."""
+    if not len(others):
+        return np.empty(0, dtype=np.int64)
+    xor = np.bitwise_xor(others, np.asarray(hashes, dtype=np.uint64)[None, :])
+    return np.bitwise_count(xor).max(axis=1).astype(np.int64)
 
 
 def content_id(kind: str, array: np.ndarray, *extra: object) -> str:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ganforge.config import Config
+from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
 from ganforge.models import ModelSpec, build
 from ganforge.paths import Paths, sha256_file
@@ -78,6 +79,32 @@ def from_registry(cfg: Config, paths: Paths) -> Source:
     G, D = _networks(spec, g_state, d_state)
     names = [str(n) for n in meta.get("class_names") or []]
     return Source(G, D, spec, names, name, str(got.version), sha, got.run_id, got.uri)
+
+
+WHAT = {"image": "images", "video": "video clips"}
+
+
+def check_data(src: Source, data: PreparedData) -> None:
+    """One line when the prepared data is not what the generator makes: images vs clips, or another shape."""
+    spec = src.spec
+    if data.kind != spec.kind:
+        article = "an" if spec.kind == "image" else "a"
+        raise GanforgeError(
+            f"library: {src.uri} is {article} {spec.kind} model ({spec.model}: it makes {WHAT[spec.kind]}) but "
+            f"{data.out_dir} holds {WHAT.get(data.kind, data.kind)} (data.kind {data.kind}): prepare the data the "
+            "model was trained on, or point library.model at a model of that kind"
+        )
+    want = (spec.resolution, spec.channels, spec.frames if spec.kind == "video" else None)
+    have = (data.resolution, data.channels, data.frames)
+    if want != have:
+
+        def shape(r: int, c: int, t: int | None) -> str:
+            return f"{r}x{r}x{c}" + ("" if t is None else f" x {t} frames")
+
+        raise GanforgeError(
+            f"library: {src.uri} makes {shape(*want)} {WHAT[spec.kind]} but {data.out_dir} holds {shape(*have)}: "
+            "prepare the data the model was trained on"
+        )
 
 
 def open_source(cfg: Config, paths: Paths) -> Source:

@@ -1,8 +1,8 @@
 """Read what `prepare` wrote: `PreparedData.open(out_dir).load("train")` -> (uint8 NCHW, int64 labels).
 
 Video data (clips, uint8 NCTHW) opens only where the caller says it can use it:
-`PreparedData.open(out_dir, kinds=KINDS)`; the image-only stages (features, train, evaluate, library)
-open with the default and so stop with one line on video data.
+`PreparedData.open(out_dir, kinds=KINDS)`; code that handles images only opens with the default and so stops
+with one line on video data.
 """
 
 from __future__ import annotations
@@ -57,12 +57,11 @@ class PreparedData:
         except (KeyError, TypeError, ValueError) as exc:
             raise GanforgeError(f"{out_dir}/info.json: invalid ({exc!r}); run `ganforge prepare` again") from None
         if data.kind not in kinds:
-            if data.kind == "video" and "image" in kinds:
-                raise GanforgeError(
-                    f"{out_dir} holds video clips (data.kind video): video models are not available yet; "
-                    "prepare images (data.kind image) for this stage"
-                )
-            raise GanforgeError(f"{out_dir}: {data.kind!r} data, expected {' or '.join(kinds)}")
+            what = {"image": "images", "video": "video clips"}
+            raise GanforgeError(
+                f"{out_dir} holds {what.get(data.kind, repr(data.kind))} (data.kind {data.kind}), "
+                f"but this needs {' or '.join(what.get(k, k) for k in kinds)}"
+            )
         return data
 
     @property

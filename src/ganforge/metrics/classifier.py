@@ -103,13 +103,22 @@ class FeaturesSummary:
 
 
 def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) -> FeaturesSummary:
-    """Train on the prepared train split, score on its test split, save models/classifier.pt."""
-    from ganforge.data.dataset import PreparedData
+    """Train on the prepared train split, score on its test split, save models/classifier.pt.
 
-    data = PreparedData.open(paths.prepared)
+    Video data: the same classifier learns from `fc.frames_per_clip` random frames of each train clip per epoch
+    (scored on every frame of the test clips), and the clip classifier (`clips.py`) is trained too ->
+    models/clip_classifier.pt; features.json then has its numbers under `clip`."""
+    from ganforge.data.dataset import KINDS, PreparedData
+
+    data = PreparedData.open(paths.prepared, kinds=KINDS)
+    video = data.kind == "video"
     t0 = time.perf_counter()
     if data.num_classes < 2:  # nothing to learn; evaluate then needs Inception and says so
         save(paths.classifier, {"unavailable": f"{paths.prepared} has no class labels"})
+        if video:
+            from ganforge.metrics import clips
+
+            clips.save(paths.clip_classifier, {"unavailable": f"{paths.prepared} has no class labels"})
         summary = FeaturesSummary(float("nan"), float("nan"), data.count("train"), data.count("test"), 0, 0.0)
         write_text_atomic(paths.metrics / "features.json", json.dumps({"skipped": "no class labels"}) + "\n")
         return summary
@@ -117,12 +126,20 @@ def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) ->
     x_test, y_test = data.load("test")
     torch.manual_seed(fc.seed)
     g = torch.Generator().manual_seed(fc.seed)
+    if video:  # frames: a fresh random few of each train clip every epoch; every frame of the test clips
+        from ganforge.metrics import clips
+
+        train_clips, train_labels = x_train, y_train
+        x_test, y_test = clips.all_frames(x_test), y_test.repeat_interleave(data.frames or 1)
+        x_train, y_train = clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
     net = Classifier(data.channels, data.num_classes, fc.width, fc.feature_dim)
     opt = torch.optim.AdamW(net.parameters(), lr=fc.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, -(-len(x_train) // fc.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=fc.lr, total_steps=fc.epochs * steps_per_epoch)
-    for _ in tqdm(range(fc.epochs), desc="features", unit="epoch", disable=not progress):
+    for epoch in tqdm(range(fc.epochs), desc="features", unit="epoch", disable=not progress):
         net.train()
+        if video and epoch:
+            x_train, y_train = clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
         order = torch.randperm(len(x_train), generator=g)
         for i in range(0, len(order), fc.batch_size):
             idx = order[i : i + fc.batch_size]
@@ -157,6 +174,9 @@ def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) ->
             "test_accuracy": summary.test_accuracy,
         },
     )
+    if video:
+        clip = clips.train_clip_classifier(fc, data, paths, progress)
+        summary = clips.VideoFeaturesSummary(**asdict(summary), frames_per_clip=fc.frames_per_clip, clip=clip)
     write_text_atomic(paths.metrics / "features.json", json.dumps(asdict(summary), indent=2) + "\n")
     return summary
 

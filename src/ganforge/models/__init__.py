@@ -1,9 +1,12 @@
 """Generators and discriminators by name.
 
-A model family is one function `build(spec) -> (G, D)` registered with `@register("name")`;
-`train.model` in params.yaml picks it. Every generator maps `(z, y)` to images in [-1, 1], where y is class
-indices [N] or, for blends between classes (class morphs), class weights [N, num_classes];
-every discriminator maps `(x, y)` to one logit per pack of `spec.pack` images.
+A model family is one function `build(spec) -> (G, D)` registered with `@register("name", kind)`;
+`train.model` in params.yaml picks it, and its kind ("image" or "video") must match the prepared data.
+Every generator maps `(z, y)`, z of `spec.latent_dim`, to samples in [-1, 1]: images [N, C, H, W], or for
+video families clips [N, C, T, H, W]; y is class indices [N] or, for blends between classes (class morphs),
+class weights [N, num_classes]. A discriminator maps `(x, y)` to one logit per pack of `spec.pack` samples,
+or to a tuple of such logit tensors, one per head (video families: sampled frames, whole clips); the
+losses are summed over heads.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ class ModelSpec:
     g_upsample: str = "bilinear"
     d_norm: str = "batch"
     pack: int = 1
+    frames: int = 0  # video families: frames per clip (T); 0 for image families
+    motion_dim: int = 0  # video families: motion noise per frame (the latent holds z_dim + frames * motion_dim)
+    image_d_frames: int = 0  # video families: frames per clip shown to the image discriminator
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the generator's input z: what one seed draws (`ganforge.assets.sampling.latent`)."""
+        return self.z_dim + self.frames * self.motion_dim
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.model, "image")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,11 +53,13 @@ class ModelSpec:
 
 Builder = Callable[[ModelSpec], tuple[nn.Module, nn.Module]]
 MODELS: dict[str, Builder] = {}
+KINDS: dict[str, str] = {}  # model name -> "image" | "video": the data it trains on
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
+def register(name: str, kind: str = "image") -> Callable[[Builder], Builder]:
     def deco(fn: Builder) -> Builder:
         MODELS[name] = fn
+        KINDS[name] = kind
         return fn
 
     return deco
@@ -61,3 +78,4 @@ def build_generator(spec: ModelSpec) -> nn.Module:
 
 
 from ganforge.models import dcgan as _dcgan  # noqa: E402,F401  (registers "dcgan")
+from ganforge.models import mocogan as _mocogan  # noqa: E402,F401  (registers "mocogan")

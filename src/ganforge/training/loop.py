@@ -26,9 +26,10 @@ from tqdm import tqdm
 
 from ganforge import tracking
 from ganforge.config import Config, TrainConfig
-from ganforge.data.dataset import PreparedData
+from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError, TrainingDiverged
 from ganforge.losses import LOSSES
+from ganforge.models import KINDS as MODEL_KINDS
 from ganforge.models import ModelSpec, build
 from ganforge.paths import Paths, atomic_path, write_text_atomic
 from ganforge.training import checkpoint
@@ -83,7 +84,9 @@ class GANStep:
         self.amp = amp
         self.loss = LOSSES[tc.loss]
         self.ema_decay = tc.ema_decay
-        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        # NHWC for image models; clips are 5-D, where the 3-D convolutions keep the default layout
+        nhwc = tc.channels_last and spec.kind == "image"
+        self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         G, D = build(spec)
         self.G = G.to(device, memory_format=self.memory_format)
         self.D = D.to(device, memory_format=self.memory_format)
@@ -103,26 +106,34 @@ class GANStep:
         x = images_u8.to(self.device, non_blocking=True).float().mul_(2 / 255).sub_(1)
         return x.contiguous(memory_format=self.memory_format)
 
+    def heads(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """D's logits as a tuple of heads (one for image models; frames and clips for video models)."""
+        out = self.D(x, y)
+        return tuple(h.float() for h in out) if isinstance(out, tuple) else (out.float(),)
+
     def step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """One D update and one G update on a batch; returns STATS as a device tensor (no host sync)."""
-        z = torch.randn(real.shape[0], self.spec.z_dim, device=self.device)
+        """One D update and one G update on a batch; returns STATS as a device tensor (no host sync).
+        With several D heads the losses are summed; D(x) and D(G(z)) are averaged over heads."""
+        z = torch.randn(real.shape[0], self.spec.latent_dim, device=self.device)
         with self.autocast():
             fake = self.G(z, y)
-            d_real = self.D(real, y).float()
-            d_fake = self.D(fake.detach(), y).float()
-            loss_d = self.loss.d(d_real, d_fake)
+            d_real = self.heads(real, y)
+            d_fake = self.heads(fake.detach(), y)
+            loss_d = torch.stack([self.loss.d(r, f) for r, f in zip(d_real, d_fake, strict=True)]).sum()
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_D)
         with self.autocast():
-            loss_g = self.loss.g(self.D(fake, y).float())
+            loss_g = torch.stack([self.loss.g(f) for f in self.heads(fake, y)]).sum()
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
         self.update_ema()
         self.step_count += 1
-        return torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
+        p_real = torch.stack([torch.sigmoid(h).mean() for h in d_real]).mean()
+        p_fake = torch.stack([torch.sigmoid(h).mean() for h in d_fake]).mean()
+        return torch.stack([loss_d, loss_g, p_real, p_fake]).detach()
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -219,6 +230,9 @@ def _check_resumable(saved: dict[str, Any], cfg: Config) -> None:
 def _sample_grid(gan: GANStep, z: torch.Tensor, y: torch.Tensor | None, cols: int, out: Path) -> None:
     with torch.no_grad():
         images = gan.G_ema(z.to(gan.device), None if y is None else y.to(gan.device)).float().cpu()
+    if images.dim() == 5:  # clips [N, C, T, H, W]: one clip per row, its frames left to right
+        cols = images.shape[2]
+        images = images.transpose(1, 2).flatten(0, 1)
     with atomic_path(out) as tmp:
         save_image(images, tmp, nrow=cols, normalize=True, value_range=(-1, 1), padding=1, format="png")
 
@@ -226,12 +240,13 @@ def _sample_grid(gan: GANStep, z: torch.Tensor, y: torch.Tensor | None, cols: in
 def _fixed_inputs(spec: ModelSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """The same noise (and labels) at every snapshot: one row per class, or an 8x8 grid."""
     g = torch.Generator().manual_seed(seed + 7919)
+    per_class = 1 if spec.kind == "video" else 10  # a video grid shows one clip per row
     if spec.num_classes:
-        rows, cols = min(spec.num_classes, 16), 10
+        rows, cols = min(spec.num_classes, 16), per_class
         y = torch.arange(rows).repeat_interleave(cols)
     else:
-        rows, cols, y = 8, 8, None
-    return torch.randn(rows * cols, spec.z_dim, generator=g), y, cols
+        rows, cols, y = 8, per_class if spec.kind == "video" else 8, None
+    return torch.randn(rows * cols, spec.latent_dim, generator=g), y, cols
 
 
 class _LossLog:
@@ -262,7 +277,15 @@ class _LossLog:
 def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True) -> TrainSummary:
     """Train from params; write checkpoint, sample grids, loss CSV, metrics/train.json, MLflow run."""
     tc = cfg.train
-    data = PreparedData.open(paths.prepared)
+    data = PreparedData.open(paths.prepared, kinds=KINDS)
+    kind = MODEL_KINDS[tc.model]
+    if data.kind != kind:
+        what = {"image": "images", "video": "video clips"}
+        fit = sorted(m for m, k in MODEL_KINDS.items() if k == data.kind)
+        raise GanforgeError(
+            f"train.model={tc.model} trains on {what[kind]}, but {paths.prepared} holds {what[data.kind]} "
+            f"(data.kind {data.kind}): set train.model to {' or '.join(fit)}, or prepare {what[kind]}"
+        )
     if tc.conditional and data.num_classes < 2:
         raise GanforgeError(
             f"train.conditional is true but {paths.prepared} has {data.num_classes} classes "
@@ -291,6 +314,9 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         g_upsample=tc.g_upsample,
         d_norm=tc.d_norm,
         pack=tc.pack,
+        frames=data.frames or 0,
+        motion_dim=tc.motion_dim if kind == "video" else 0,
+        image_d_frames=tc.image_d_frames if kind == "video" else 0,
     )
     gan = GANStep(tc, spec, device, amp)
     sampler = BatchSampler(labels.cpu(), tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)

@@ -1,0 +1,120 @@
+"""MoCoGAN (Tulyakov et al. 2018): a video generator that keeps content and motion apart.
+
+G: z = [content (z_dim) | motion noise eps_1..eps_T (motion_dim each)]. A GRU turns the noise into a motion
+code m_t per frame; each frame is the DCGAN image generator applied to [content, m_t] (+ class), so the
+content code fixes what is shown and the motion codes move it. Output: clips [N, C, T, H, W] in [-1, 1].
+A whole clip is a function of its z (and class) alone: one seed gives one clip.
+
+D has two heads, trained together (the losses are summed): an image discriminator (the DCGAN one, with its
+packing and projection conditioning) on `image_d_frames` frames drawn at random from each clip, which
+judges how each frame looks; and a 3D-convolutional video discriminator on the whole clip, which judges
+how it moves. `D(x, y)` returns (frame logits, clip logits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from ganforge.models import ModelSpec, register
+from ganforge.models.dcgan import Discriminator as ImageDiscriminator
+from ganforge.models.dcgan import Generator as ImageGenerator
+
+
+def _frame_spec(spec: ModelSpec, z_dim: int) -> ModelSpec:
+    """The per-frame image networks' spec: the same sizes, as an image family."""
+    return replace(spec, model="dcgan", z_dim=z_dim, frames=0, motion_dim=0, image_d_frames=0)
+
+
+class VideoGenerator(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.frames < 2 or spec.motion_dim < 1:
+            raise ValueError(f"mocogan needs frames >= 2 and motion_dim >= 1 (got {spec.frames}, {spec.motion_dim})")
+        self.spec = spec
+        self.motion = nn.GRUCell(spec.motion_dim, spec.motion_dim)
+        self.frame = ImageGenerator(_frame_spec(spec, spec.z_dim + spec.motion_dim))
+
+    def motion_codes(self, eps: torch.Tensor) -> torch.Tensor:
+        """Motion noise [N, T, M] -> motion codes [N, T, M] (GRU from a zero state)."""
+        h = eps.new_zeros(eps.shape[0], eps.shape[2])
+        codes = []
+        for t in range(eps.shape[1]):
+            h = self.motion(eps[:, t], h)
+            codes.append(h)
+        return torch.stack(codes, dim=1)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.spec
+        n, t = z.shape[0], s.frames
+        content, eps = z[:, : s.z_dim], z[:, s.z_dim :].reshape(n, t, s.motion_dim)
+        m = self.motion_codes(eps)
+        per_frame = torch.cat([content[:, None].expand(n, t, s.z_dim), m.to(content.dtype)], dim=2)
+        y_frames = None if y is None else y.repeat_interleave(t, dim=0)  # indices [N] or weights [N, K]
+        frames = self.frame(per_frame.reshape(n * t, -1), y_frames)  # [N*T, C, H, W]
+        return frames.reshape(n, t, *frames.shape[1:]).transpose(1, 2)  # [N, C, T, H, W]
+
+
+class ClipDiscriminator(nn.Module):
+    """3D convolutions (4x4x4, stride 2 in time and space) down to 4x4 pixels, then one logit per clip;
+    projection conditioning. Time halves with space while at least 4 frames are left."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        steps = int(math.log2(spec.resolution)) - 2
+        widths = [min(spec.d_width * 2**i, spec.max_channels) for i in range(steps)]
+        layers: list[nn.Module] = []
+        c_in, t = spec.channels, spec.frames
+        for w in widths:
+            kt, st, pt = (4, 2, 1) if t >= 4 else (1, 1, 0)  # halve time while at least 4 frames are left
+            layers += [nn.Conv3d(c_in, w, (kt, 4, 4), (st, 2, 2), (pt, 1, 1)), nn.LeakyReLU(0.2)]
+            t = (t + 2 * pt - kt) // st + 1
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv3d(c_in, 1, (t, 4, 4))
+        self.embed = nn.Embedding(spec.num_classes, c_in) if spec.num_classes else None
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d | nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.utils.parametrizations.spectral_norm(m)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        out = self.head(h).flatten()
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("this discriminator is class-conditional: pass labels y")
+            out = out + (self.embed(y) * h.sum(dim=(2, 3, 4))).sum(dim=1)
+        return out
+
+
+class VideoDiscriminator(nn.Module):
+    """(frame logits, clip logits): the image D on frames drawn at random from each clip, the clip D on clips."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.image = ImageDiscriminator(_frame_spec(spec, spec.z_dim))
+        self.video = ClipDiscriminator(replace(spec, pack=1))
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """`image_d_frames` random frames per clip, frame-major: [K*N, C, H, W], so that consecutive rows
+        (the image D's packs) are different clips, as consecutive clips are for PacGAN."""
+        n, _, t = x.shape[:3]
+        k = self.spec.image_d_frames
+        idx = torch.randint(t, (k, n), device=x.device)
+        return x.permute(2, 0, 1, 3, 4)[idx, torch.arange(n, device=x.device)[None, :]].flatten(0, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.spec.image_d_frames
+        y_frames = None if y is None else y.repeat(k)
+        return self.image(self.frames(x), y_frames), self.video(x, y)
+
+
+@register("mocogan", kind="video")
+def build_mocogan(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    return VideoGenerator(spec), VideoDiscriminator(spec)

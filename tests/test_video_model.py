@@ -1,0 +1,135 @@
+"""The MoCoGAN video family: shapes, content/motion split, conditioning, and training by the same loop
+(checkpoints, exact resume, sample grids, kind checks)."""
+
+import csv
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.config import load_config
+from ganforge.errors import GanforgeError
+from ganforge.models import KINDS, ModelSpec, build
+from ganforge.paths import Paths
+from ganforge.training import checkpoint
+from ganforge.training.loop import train
+
+from .conftest import ROOT, TINY_VIDEO
+from .test_train import states_equal
+
+
+def spec(**kw):
+    base = dict(
+        model="mocogan",
+        resolution=32,
+        channels=1,
+        num_classes=10,
+        z_dim=8,
+        g_width=8,
+        d_width=8,
+        pack=2,
+        frames=8,
+        motion_dim=4,
+        image_d_frames=2,
+    )
+    return ModelSpec(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("frames", "resolution", "channels"), [(2, 16, 1), (4, 16, 3), (16, 32, 1), (8, 32, 3)])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_shapes(frames, resolution, channels, num_classes):
+    s = spec(frames=frames, resolution=resolution, channels=channels, num_classes=num_classes)
+    assert s.kind == "video" and KINDS["mocogan"] == "video"
+    assert s.latent_dim == 8 + frames * 4
+    G, D = build(s)
+    y = torch.tensor([0, 0, 9, 9]) if num_classes else None
+    x = G(torch.randn(4, s.latent_dim), y)
+    assert x.shape == (4, channels, frames, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1
+    frame_logits, clip_logits = D(x, y)
+    assert frame_logits.shape == (4 * 2 // 2,)  # 2 frames per clip, packed in pairs
+    assert clip_logits.shape == (4,)
+
+
+def test_content_fixes_what_motion_moves():
+    """The same content code with other motion noise gives other frames; each frame depends on its past only."""
+    s = spec(num_classes=0)
+    G, _ = build(s)
+    G.eval()
+    z = torch.randn(1, s.latent_dim)
+    other = z.clone()
+    other[:, s.z_dim + 4 * s.motion_dim :] = torch.randn(1, 4 * s.motion_dim)  # new noise from frame 4 on
+    a, b = G(z), G(other)
+    assert torch.equal(a[:, :, :4], b[:, :, :4])  # frames 0..3 come from the same noise
+    assert not torch.allclose(a[:, :, 4:], b[:, :, 4:])
+    assert (a[:, :, 1:] - a[:, :, :-1]).abs().amax() > 0  # frames differ: the clip moves
+
+
+def test_conditioning_and_soft_labels():
+    s = spec()
+    G, _ = build(s)
+    G.eval()
+    z = torch.randn(1, s.latent_dim).repeat(2, 1)
+    hard = G(z, torch.tensor([2, 7]))
+    assert not torch.allclose(hard[0], hard[1])
+    soft = G(z, torch.eye(10)[[2, 7]])  # class weights (morphs) give the same clips as indices
+    assert torch.allclose(hard, soft, atol=1e-5)
+
+
+def test_frames_shown_to_the_image_discriminator_are_clip_frames():
+    s = spec(num_classes=0, pack=1, image_d_frames=3)
+    _, D = build(s)
+    x = torch.arange(2 * 8, dtype=torch.float32).reshape(2, 1, 8, 1, 1).expand(2, 1, 8, 32, 32)
+    frames = D.frames(x)
+    assert frames.shape == (3 * 2, 1, 32, 32)
+    values = frames[:, 0, 0, 0].reshape(3, 2)  # frame-major: row k holds the k-th draw of clip 0, clip 1
+    assert ((values[:, 0] >= 0) & (values[:, 0] < 8)).all() and ((values[:, 1] >= 8) & (values[:, 1] < 16)).all()
+
+
+@pytest.fixture(scope="module")
+def clips(tiny_video_project):
+    return tiny_video_project.prepared
+
+
+def workdir(tmp_path, prepared, name):
+    paths = Paths(tmp_path / name)
+    shutil.copytree(prepared, paths.prepared)
+    return paths
+
+
+def cfg(*extra):
+    return load_config(ROOT / "params.yaml", [*TINY_VIDEO, *extra])
+
+
+def test_train_writes_clip_grids_and_checkpoint(tmp_path, clips):
+    paths = workdir(tmp_path, clips, "run")
+    s = train(cfg("train.steps=4"), paths, progress=False)
+    assert s.steps == 4 and not s.interrupted
+    grid = Image.open(paths.samples_latest)
+    assert grid.size == (4 * 17 + 1, 10 * 17 + 1)  # one clip per class and row, its 4 frames left to right
+    rows = list(csv.DictReader(paths.train_losses.open()))
+    assert [int(r["step"]) for r in rows] == [2, 3, 4]
+    state = checkpoint.load(paths.checkpoint)
+    assert state["spec"]["model"] == "mocogan" and state["spec"]["frames"] == 4
+    G = checkpoint.load_generator(paths.checkpoint)
+    assert G(torch.randn(2, G.spec.latent_dim), torch.tensor([1, 2])).shape == (2, 1, 4, 16, 16)
+
+
+def test_resume_is_exact(tmp_path, clips):
+    straight = workdir(tmp_path, clips, "straight")
+    train(cfg("train.steps=6"), straight, progress=False)
+    halves = workdir(tmp_path, clips, "halves")
+    train(cfg("train.steps=3"), halves, progress=False)
+    s = train(cfg("train.steps=6"), halves, resume=True, progress=False)
+    assert s.start_step == 3 and s.steps == 6
+    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(halves.checkpoint))
+
+
+def test_model_and_data_kinds_must_match(tmp_path, clips, digits16):
+    video = workdir(tmp_path, clips, "video")
+    with pytest.raises(GanforgeError, match=r"train.model=dcgan trains on images, but .* holds video clips"):
+        train(cfg("train.model=dcgan"), video, progress=False)
+    images = workdir(tmp_path, digits16, "images")
+    with pytest.raises(GanforgeError, match=r"train.model=mocogan trains on video clips, but .* holds images"):
+        train(cfg(), images, progress=False)
