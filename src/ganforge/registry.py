@@ -143,15 +143,24 @@ def _fluent_store() -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils
 
     saved_path = list(sys.path)
+    from mlflow.tracking._model_registry import utils as registry_utils
+
     saved_global, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    saved_registry, saved_registry_env = registry_utils._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
     saved_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved_bar or "false"  # a stage's log, not a terminal's
     mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())  # else it is ./mlflow.db of the working directory (video/ pipeline)
     try:
         yield
     finally:
         sys.path[:] = saved_path
         mlflow.set_tracking_uri(saved_global)
+        registry_utils._registry_uri = saved_registry
+        if saved_registry_env is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        else:
+            os.environ["MLFLOW_REGISTRY_URI"] = saved_registry_env
         if saved_env is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
         if saved_bar is None:
@@ -180,9 +189,10 @@ def register_candidate(
     existing = _version_of_run(client, name, run_id, checkpoint_sha256)
     if existing is None:
         tags = {SHA_TAG: checkpoint_sha256} if checkpoint_sha256 else None
-        mv = client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags=tags, model_id=_model_id(model_uri), await_creation_for=60
-        )
+        with _fluent_store():  # the registry store looks the logged model up through mlflow's global store
+            mv = client.create_model_version(
+                name, source=model_uri, run_id=run_id, tags=tags, model_id=_model_id(model_uri), await_creation_for=60
+            )
         version = Version(name, int(mv.version), run_id, created=True)
     else:
         version = Version(name, int(existing.version), run_id, created=False)

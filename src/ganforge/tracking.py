@@ -20,7 +20,12 @@ from ganforge.paths import write_text_atomic
 
 
 def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    """DVC_ROOT when DVC runs the stage; else the nearest folder up from here holding .dvc/ (so video/ shares
+    the project's store); else the working directory."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    return next((d for d in (here, *here.parents) if (d / ".dvc").is_dir()), here)
 
 
 def tracking_uri() -> str:
@@ -84,7 +89,8 @@ def _client() -> Any:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Creating initial MLflow database tables..."
 
-    return MlflowClient(tracking_uri=tracking_uri())
+    uri = tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # the registry would default to ./mlflow.db
 
 
 def _experiment_id(client: Any, name: str) -> str:
