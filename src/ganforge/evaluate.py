@@ -50,18 +50,25 @@ def _batched(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, batch: int) -> 
     return [fn(x[i : i + batch]) for i in range(0, len(x), batch)]
 
 
+def _classifier_extract(net: nn.Module, batch: int) -> Extract:
+    """A ganforge classifier (image or clip) as an extractor: uint8 in, (features float64, logits) out."""
+    from ganforge.metrics.classifier import to_float
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        parts = _batched(lambda b: net(to_float(b)), x, batch)
+        return torch.cat([f for f, _ in parts]).double(), torch.cat([z for _, z in parts])
+
+    return run
+
+
 def extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]]:
     """The configured feature extractor and its protocol (name, weights hash, resize, dim)."""
     if ec.extractor == "classifier":
-        from ganforge.metrics.classifier import load, to_float
+        from ganforge.metrics.classifier import load
 
         net, record = load(paths.classifier)
-
-        @torch.no_grad()
-        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            parts = _batched(lambda b: net(to_float(b)), x, ec.batch_size)
-            return torch.cat([f for f, _ in parts]).double(), torch.cat([z for _, z in parts])
-
+        run = _classifier_extract(net, ec.batch_size)
         protocol = {
             "extractor": "classifier",
             "weights": str(paths.classifier),
@@ -85,18 +92,10 @@ def extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]
 def clip_extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]]:
     """The clip classifier of the features stage as an extractor: uint8 clips [N, C, T, H, W] ->
     (features float64 [N, D], logits [N, K]); and its protocol (weights hash, feature dim, frames)."""
-    from ganforge.metrics.classifier import to_float
     from ganforge.metrics.clips import load
 
     net, record = load(paths.clip_classifier)
-    batch = max(1, ec.batch_size // max(1, net.frames))  # about ec.batch_size frames per forward pass
-
-    @torch.no_grad()
-    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if x.ndim != 5:
-            raise ValueError(f"expected uint8 clips [N, C, T, H, W], got shape {list(x.shape)}")
-        parts = _batched(lambda b: net(to_float(b)), x, batch)
-        return torch.cat([f for f, _ in parts]).double(), torch.cat([z for _, z in parts])
+    run = _classifier_extract(net, max(1, ec.batch_size // max(1, net.frames)))  # ~batch_size frames per pass
 
     protocol = {
         "extractor": "clip_classifier",
