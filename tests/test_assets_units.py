@@ -188,14 +188,15 @@ def test_library_lock_refuses_a_second_build(tmp_path):
         pass
 
 
-def test_catalog_hash_buffer_grows(tmp_path):
-    from ganforge.assets.build import Catalog
-    from ganforge.paths import Paths
+def test_catalog_hash_table_grows():
+    from ganforge.assets.build import _HashTable
 
-    cat = Catalog(Paths(tmp_path), catalog.empty(), "b")
+    table = _HashTable([(1,), (2,)], 1)
     for h in range(3000):
-        cat._add_hash(h * 7919)
-    assert len(cat.hashes()) == 3000 and int(cat.hashes()[-1]) == 2999 * 7919 and int(cat.hashes()[1]) == 7919
+        table.add((h * 7919,))
+    view = table.view()
+    assert view.shape == (3002, 1) and view[:2, 0].tolist() == [1, 2]
+    assert int(view[-1, 0]) == 2999 * 7919 and int(view[3, 0]) == 7919
 
 
 def test_library_model_accepts_a_version_number():

@@ -197,15 +197,15 @@ def test_clip_hashes_compare_every_frame():
     other = clip.copy()
     other[:, 4] = 255 - other[:, 4]  # same first and middle frames, a different last one
     library = np.array([scoring.clip_phash(other), hs], dtype=np.uint64)
-    d = scoring.clip_hamming(hs, library)
+    d = scoring.max_hamming(hs, library)
     assert d[1] == 0 and d[0] > 8  # only a clip whose every compared frame is close is a duplicate
-    assert scoring.clip_hamming(hs, np.zeros((0, 3), dtype=np.uint64)).shape == (0,)
+    assert scoring.max_hamming(hs, np.zeros((0, 3), dtype=np.uint64)).shape == (0,)
     # the build's hash store reads the clips of an existing catalog, and only the clips
     rows = pd.DataFrame({"kind": ["clip", "image"], "phash": [scoring.encode_hashes(hs), "00000000000000ff"]}).assign(
         model_sha256="x", seeds=[[0], [0]], classes=[[], []], truncation=1.0
     )
     cat = build_mod.Catalog(Paths(), rows, "b")
-    assert cat.clip_hashes().tolist() == [list(hs)] and cat.hashes().tolist() == [0xFF]
+    assert cat.hashes("clip").tolist() == [list(hs)] and cat.hashes("image").tolist() == [[0xFF]]
 
 
 def test_training_clips_fed_as_candidates_are_near_copies(built):

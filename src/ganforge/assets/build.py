@@ -38,7 +38,7 @@ from ganforge import __version__
 from ganforge.assets import catalog, scoring
 from ganforge.assets.sampling import latents, morph, walk
 from ganforge.assets.source import Source, check_data, open_source
-from ganforge.config import Config
+from ganforge.config import Config, LibraryConfig
 from ganforge.data.dataset import KINDS as DATA_KINDS
 from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
@@ -149,6 +149,28 @@ class Scorer:
         }
 
 
+HASH_FRAMES = {"image": 1, "clip": scoring.CLIP_HASH_FRAMES}  # pHashes per asset, by kind (dedupe)
+
+
+class _HashTable:
+    """A growable [N, k] uint64 table of pHashes (doubling: adding is O(1) amortised)."""
+
+    def __init__(self, rows: list[tuple[int, ...]], k: int) -> None:
+        self._a = np.zeros((max(256, 2 * len(rows)), k), dtype=np.uint64)
+        if rows:
+            self._a[: len(rows)] = np.array(rows, dtype=np.uint64)
+        self._n = len(rows)
+
+    def view(self) -> np.ndarray:
+        return self._a[: self._n]
+
+    def add(self, hashes: tuple[int, ...]) -> None:
+        if self._n == len(self._a):
+            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
+        self._a[self._n] = hashes
+        self._n += 1
+
+
 @dataclass
 class Catalog:
     """The catalog being built: rows, known addresses and hashes; flushed to disk every FLUSH_EVERY rows."""
@@ -161,50 +183,27 @@ class Catalog:
 
     def __post_init__(self) -> None:
         self.known = catalog.addresses(self.frame)
-        hashes = [int(h, 16) for h in self.frame.loc[self.frame["kind"] == "image", "phash"] if h]
-        self._hashes = np.zeros(max(1024, 2 * len(hashes)), dtype=np.uint64)  # grows by doubling
-        self._hashes[: len(hashes)] = hashes
-        self._n_hashes = len(hashes)
-        width = scoring.CLIP_HASH_FRAMES
-        clip_hashes = [
-            hs
-            for h in self.frame.loc[self.frame["kind"] == "clip", "phash"]
-            if len(hs := scoring.decode_hashes(str(h) if isinstance(h, str) else "")) == width
-        ]
-        self._clip_hashes = np.zeros((max(256, 2 * len(clip_hashes)), width), dtype=np.uint64)
-        if clip_hashes:
-            self._clip_hashes[: len(clip_hashes)] = np.array(clip_hashes, dtype=np.uint64)
-        self._n_clip_hashes = len(clip_hashes)
+        self._hashes: dict[str, _HashTable] = {}
+        for kind, k in HASH_FRAMES.items():
+            rows = [
+                hs
+                for h in self.frame.loc[self.frame["kind"] == kind, "phash"]
+                if len(hs := scoring.decode_hashes(h if isinstance(h, str) else "")) == k
+            ]
+            self._hashes[kind] = _HashTable(rows, k)
 
-    def hashes(self) -> np.ndarray:
-        """pHashes of the library's images (a view: valid until the next add)."""
-        return self._hashes[: self._n_hashes]
-
-    def clip_hashes(self) -> np.ndarray:
-        """pHashes [N, 3] of the library's clips (first, middle, last frame; a view: valid until the next add)."""
-        return self._clip_hashes[: self._n_clip_hashes]
-
-    def _add_hash(self, h: int) -> None:
-        if self._n_hashes == len(self._hashes):
-            self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
-        self._hashes[self._n_hashes] = h
-        self._n_hashes += 1
-
-    def _add_clip_hashes(self, hs: tuple[int, ...]) -> None:
-        if self._n_clip_hashes == len(self._clip_hashes):
-            self._clip_hashes = np.concatenate([self._clip_hashes, np.zeros_like(self._clip_hashes)])
-        self._clip_hashes[self._n_clip_hashes] = hs
-        self._n_clip_hashes += 1
+    def hashes(self, kind: str) -> np.ndarray:
+        """pHashes [N, k] of the library's assets of `kind` (image: k=1; clip: first, middle, last frame);
+        a view, valid until the next add."""
+        return self._hashes[kind].view()
 
     def add(self, row: dict[str, Any]) -> None:
         row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
         self.new_rows.append(row)
         key = catalog.address(row["model_sha256"], row["kind"], row["seeds"], row["classes"], row["truncation"])
         self.known.add(key)
-        if row["kind"] == "image":
-            self._add_hash(int(row["phash"], 16))
-        elif row["kind"] == "clip":
-            self._add_clip_hashes(scoring.decode_hashes(row["phash"]))
+        if row["kind"] in self._hashes:
+            self._hashes[row["kind"]].add(scoring.decode_hashes(row["phash"]))
         self.pending += 1
         if self.pending >= FLUSH_EVERY:
             self.flush()
@@ -279,7 +278,6 @@ def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
     classes = list(range(src.spec.num_classes)) if src.spec.num_classes else [-1]
     n_cand = math.ceil(lc.images / lc.keep_fraction - 1e-9) if lc.images else 0
     seeds = list(range(lc.seed, lc.seed + n_cand))
-    prov = _provenance(src)
     for c in classes:
         counts.requested += lc.images
         if not n_cand:
@@ -295,52 +293,7 @@ def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
         scorer.seconds += time.perf_counter() - t0
         x = torch.cat([p[0] for p in parts])
         scores = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
-        counts.generated += n_cand
-        chosen = _select(cfg, scores, seeds, c, lc.images)
-        counts.rejected_quality += n_cand - len(chosen)
-        classes_key = [] if c < 0 else [c]
-        for i in chosen:
-            if catalog.address(src.model_sha256, "image", [seeds[i]], classes_key, lc.truncation) in cat.known:
-                counts.already_present += 1
-                continue
-            near_f, near_p = float(scores["nearest_feature"][i]), float(scores["nearest_pixel"][i])
-            if _memorised(cfg, scorer.real, near_f, near_p):
-                counts.near_copies += 1
-                continue
-            img = x[i].numpy()
-            h = scoring.phash(img)
-            if lc.dedupe_hamming >= 0 and (scoring.hamming(h, cat.hashes()) <= lc.dedupe_hamming).any():
-                counts.duplicates += 1
-                continue
-            asset_id = scoring.content_id("image", img)
-            rel = f"images/{'all' if c < 0 else f'{c:03d}'}/{asset_id}.png"
-            _save_png(img, paths.library / rel)
-            cat.add(
-                {
-                    "asset_id": asset_id,
-                    "kind": "image",
-                    "path": rel,
-                    "preview": "",
-                    "poster": "",
-                    "width": img.shape[2],
-                    "height": img.shape[1],
-                    "frames": 1,
-                    "fps": math.nan,
-                    "seeds": [seeds[i]],
-                    "class": c,
-                    "classes": classes_key,
-                    "class_name": _class_name(src, c),
-                    "truncation": lc.truncation,
-                    **prov,
-                    "realism": float(scores["realism"][i]),
-                    "d_score": float(scores["d_score"][i]),
-                    "nearest_real_feature": near_f,
-                    "nearest_real_pixel": near_p,
-                    "nearest_real_index": int(scores["nearest_index"][i]),
-                    "phash": f"{h:016x}",
-                }
-            )
-            counts.accepted += 1
+        _funnel(cfg, paths, scorer, cat, "image", c, seeds, x, scores, counts)
     return counts
 
 
@@ -373,71 +326,55 @@ def _clips(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -
         buf_s = sc if not buf_s else {k: torch.cat([buf_s[k], v]) for k, v in sc.items()}
         while buf_x is not None and len(buf_x) >= n_cand:
             head = {k: v[:n_cand] for k, v in buf_s.items()}
-            write_seconds += _clip_funnel(cfg, paths, scorer, cat, next(todo), seeds, buf_x[:n_cand], head, counts)
+            c = next(todo)
+            write_seconds += _funnel(cfg, paths, scorer, cat, "clip", c, seeds, buf_x[:n_cand], head, counts)
             buf_x, buf_s = buf_x[n_cand:], {k: v[n_cand:] for k, v in buf_s.items()}
     return counts, write_seconds
 
 
-def _clip_funnel(
+def _funnel(
     cfg: Config,
     paths: Paths,
     scorer: Scorer,
     cat: Catalog,
+    kind: str,
     c: int,
     seeds: list[int],
     x: torch.Tensor,
     scores: dict[str, torch.Tensor],
     counts: Counts,
 ) -> float:
-    """The funnel of one class's candidate clips x [n, C, T, H, W] (seeds[i] made x[i]); counts into `counts`;
-    returns the seconds spent writing files."""
-    from ganforge.assets.video import write_video
-
+    """The funnel of one class's candidates x (uint8 images [n, C, H, W] or clips [n, C, T, H, W]; seeds[i] made
+    x[i]): select, skip present addresses, reject near-copies and pHash duplicates, write the rest with their
+    catalog rows. Counts into `counts`; returns the seconds spent writing files."""
     lc, src = cfg.library, scorer.src
     write_seconds = 0.0
     counts.generated += len(x)
-    chosen = _select(cfg, scores, seeds, c, lc.clips)
+    chosen = _select(cfg, scores, seeds, c, lc.images if kind == "image" else lc.clips)
     counts.rejected_quality += len(x) - len(chosen)
     classes_key = [] if c < 0 else [c]
     prov = _provenance(src)
     for i in chosen:
-        if catalog.address(src.model_sha256, "clip", [seeds[i]], classes_key, lc.truncation) in cat.known:
+        if catalog.address(src.model_sha256, kind, [seeds[i]], classes_key, lc.truncation) in cat.known:
             counts.already_present += 1
             continue
         near_f, near_p = float(scores["nearest_feature"][i]), float(scores["nearest_pixel"][i])
         if _memorised(cfg, scorer.real, near_f, near_p):
             counts.near_copies += 1
             continue
-        clip = x[i].numpy()  # [C, T, H, W]
-        hs = scoring.clip_phash(clip)
-        if lc.dedupe_hamming >= 0 and (scoring.clip_hamming(hs, cat.clip_hashes()) <= lc.dedupe_hamming).any():
+        item = x[i].numpy()
+        hs = (scoring.phash(item),) if kind == "image" else scoring.clip_phash(item)
+        if lc.dedupe_hamming >= 0 and (scoring.max_hamming(hs, cat.hashes(kind)) <= lc.dedupe_hamming).any():
             counts.duplicates += 1
             continue
         t1 = time.perf_counter()
-        frames = np.ascontiguousarray(np.transpose(clip, (1, 2, 3, 0)))  # [T, H, W, C]
-        asset_id = scoring.content_id("clip", frames, lc.fps, lc.video_size, VIDEO_CRF)
-        rel = f"clips/{'all' if c < 0 else f'{c:03d}'}/{asset_id}"
-        files = write_video(
-            frames,
-            paths.library / f"{rel}.mp4",
-            paths.library / f"{rel}.webp",
-            paths.library / f"{rel}.png",
-            fps=lc.fps,
-            size=lc.video_size,
-            crf=VIDEO_CRF,
-        )
+        folder = "all" if c < 0 else f"{c:03d}"
+        files = _write_image(item, folder, paths) if kind == "image" else _write_clip(item, folder, paths, lc)
         write_seconds += time.perf_counter() - t1
         cat.add(
             {
-                "asset_id": asset_id,
-                "kind": "clip",
-                "path": f"{rel}.mp4",
-                "preview": f"{rel}.webp",
-                "poster": f"{rel}.png",
-                "width": files.width,
-                "height": files.height,
-                "frames": files.frames,
-                "fps": float(files.fps),
+                **files,
+                "kind": kind,
                 "seeds": [seeds[i]],
                 "class": c,
                 "classes": classes_key,
@@ -454,6 +391,34 @@ def _clip_funnel(
         )
         counts.accepted += 1
     return write_seconds
+
+
+def _write_image(img: np.ndarray, folder: str, paths: Paths) -> dict[str, Any]:
+    """Write a uint8 image [C, H, W] as images/<folder>/<id>.png; its catalog file fields."""
+    asset_id = scoring.content_id("image", img)
+    rel = f"images/{folder}/{asset_id}.png"
+    _save_png(img, paths.library / rel)
+    return {"asset_id": asset_id, "path": rel, "preview": "", "poster": "", "width": img.shape[2],
+            "height": img.shape[1], "frames": 1, "fps": math.nan}  # fmt: skip
+
+
+def _write_frames(kind: str, frames: np.ndarray, rel_dir: str, paths: Paths, lc: LibraryConfig) -> dict[str, Any]:
+    """Write uint8 frames [T, H, W, C] as <rel_dir>/<id>.mp4 + .webp + .png poster; its catalog file fields."""
+    from ganforge.assets.video import write_video
+
+    asset_id = scoring.content_id(kind, frames, lc.fps, lc.video_size, VIDEO_CRF)
+    rel = f"{rel_dir}/{asset_id}"
+    lib = paths.library
+    files = write_video(frames, lib / f"{rel}.mp4", lib / f"{rel}.webp", lib / f"{rel}.png", fps=lc.fps,
+                        size=lc.video_size, crf=VIDEO_CRF)  # fmt: skip
+    return {"asset_id": asset_id, "path": f"{rel}.mp4", "preview": f"{rel}.webp", "poster": f"{rel}.png",
+            "width": files.width, "height": files.height, "frames": files.frames, "fps": float(files.fps)}  # fmt: skip
+
+
+def _write_clip(clip: np.ndarray, folder: str, paths: Paths, lc: LibraryConfig) -> dict[str, Any]:
+    """Write a uint8 clip [C, T, H, W] under clips/<folder>/."""
+    frames = np.ascontiguousarray(np.transpose(clip, (1, 2, 3, 0)))  # [T, H, W, C]
+    return _write_frames("clip", frames, f"clips/{folder}", paths, lc)
 
 
 @dataclass(frozen=True)
@@ -489,8 +454,6 @@ def _frames(scorer: Scorer, plan: VideoPlan, cfg: Config) -> tuple[torch.Tensor,
 
 
 def _videos(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -> tuple[Counts, int, float]:
-    from ganforge.assets.video import write_video
-
     lc, src = cfg.library, scorer.src
     counts, frames_done, seconds = Counts(), 0, 0.0
     prov = _provenance(src)
@@ -510,17 +473,7 @@ def _videos(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
             bar.update(1)
             continue
         clip = frames.permute(0, 2, 3, 1).contiguous().numpy()
-        asset_id = scoring.content_id(plan.kind, clip, lc.fps, lc.video_size, VIDEO_CRF)
-        rel = f"videos/{asset_id}"
-        files = write_video(
-            clip,
-            paths.library / f"{rel}.mp4",
-            paths.library / f"{rel}.webp",
-            paths.library / f"{rel}.png",
-            fps=lc.fps,
-            size=lc.video_size,
-            crf=VIDEO_CRF,
-        )
+        files = _write_frames(plan.kind, clip, "videos", paths, lc)
         seconds += time.perf_counter() - t0
         frames_done += len(clip)
         poster = frames[len(frames) // 2].numpy()
@@ -533,15 +486,8 @@ def _videos(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
         )
         cat.add(
             {
-                "asset_id": asset_id,
+                **files,
                 "kind": plan.kind,
-                "path": f"{rel}.mp4",
-                "preview": f"{rel}.webp",
-                "poster": f"{rel}.png",
-                "width": files.width,
-                "height": files.height,
-                "frames": files.frames,
-                "fps": float(files.fps),
                 "seeds": plan.seeds,
                 "class": c,
                 "classes": plan.classes,

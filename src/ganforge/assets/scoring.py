@@ -155,9 +155,9 @@ def decode_hashes(text: str) -> tuple[int, ...]:
     return tuple(int(part, 16) for part in text.split(",")) if text else ()
 
 
-def clip_hamming(hashes: tuple[int, ...], others: np.ndarray) -> np.ndarray:
+def max_hamming(hashes: tuple[int, ...], others: np.ndarray) -> np.ndarray:
     """Per row of `others` [N, k] (uint64): the largest Hamming distance over the k compared frames; a clip is a
-    near-duplicate of a row when this is within the threshold (every compared frame is)."""
+    near-duplicate of a row when this is within the threshold (every compared frame is). Images: k = 1."""
     if not len(others):
         return np.empty(0, dtype=np.int64)
     xor = np.bitwise_xor(others, np.asarray(hashes, dtype=np.uint64)[None, :])

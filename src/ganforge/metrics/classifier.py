@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,42 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Ten
     ]
 
 
+def fit(
+    net: nn.Module,
+    epoch_data: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    batch: int,
+    lr: float,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    g: torch.Generator,
+    desc: str,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train a classifier (forward -> (features, logits)) with AdamW, a one-cycle schedule and label smoothing:
+    each epoch on `epoch_data(epoch)` (uint8 inputs, labels; the same size every epoch) in an order drawn from g.
+    Returns the last epoch's data."""
+    x_train, y_train = epoch_data(0)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, -(-len(x_train) // batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
+        net.train()
+        if epoch:
+            x_train, y_train = epoch_data(epoch)
+        order = torch.randperm(len(x_train), generator=g)
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            x = to_float(x_train[idx])
+            if augment is not None:
+                x = augment(x, g)
+            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return x_train, y_train
+
+
 @torch.no_grad()
 def accuracy(net: Classifier, images_u8: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
     net.eval()
@@ -133,24 +170,14 @@ def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) ->
         x_test, y_test = clips.all_frames(x_test), y_test.repeat_interleave(data.frames or 1)
         x_train, y_train = clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
     net = Classifier(data.channels, data.num_classes, fc.width, fc.feature_dim)
-    opt = torch.optim.AdamW(net.parameters(), lr=fc.lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, -(-len(x_train) // fc.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=fc.lr, total_steps=fc.epochs * steps_per_epoch)
-    for epoch in tqdm(range(fc.epochs), desc="features", unit="epoch", disable=not progress):
-        net.train()
+
+    def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if video and epoch:
-            x_train, y_train = clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
-        order = torch.randperm(len(x_train), generator=g)
-        for i in range(0, len(order), fc.batch_size):
-            idx = order[i : i + fc.batch_size]
-            x = to_float(x_train[idx])
-            if fc.augment:
-                x = _shift(x, g)
-            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            return clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
+        return x_train, y_train
+
+    x_train, y_train = fit(net, epoch_data, fc.epochs, fc.batch_size, fc.lr, _shift if fc.augment else None, g,
+                           desc="features", progress=progress)  # fmt: skip
     summary = FeaturesSummary(
         test_accuracy=accuracy(net, x_test, y_test) if len(x_test) else float("nan"),
         train_accuracy=accuracy(net, x_train, y_train),

@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, to_float
+from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, fit
 from ganforge.paths import Paths, atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -164,23 +163,8 @@ def train_clip_classifier(fc: FeaturesConfig, data: PreparedData, paths: Paths, 
     torch.manual_seed(fc.seed)
     g = torch.Generator().manual_seed(fc.seed)
     net = ClipClassifier(data.channels, data.num_classes, data.frames, fc.clip_width, fc.feature_dim)
-    opt = torch.optim.AdamW(net.parameters(), lr=fc.lr, weight_decay=1e-4)
-    batch = fc.clip_batch_size
-    steps_per_epoch = max(1, -(-len(x_train) // batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=fc.lr, total_steps=fc.clip_epochs * steps_per_epoch)
-    for _ in tqdm(range(fc.clip_epochs), desc="features (clips)", unit="epoch", disable=not progress):
-        net.train()
-        order = torch.randperm(len(x_train), generator=g)
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            x = to_float(x_train[idx])
-            if fc.augment:
-                x = shift_clips(x, g)
-            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    fit(net, lambda _: (x_train, y_train), fc.clip_epochs, fc.clip_batch_size, fc.lr,
+        shift_clips if fc.augment else None, g, desc="features (clips)", progress=progress)  # fmt: skip
     summary = ClipSummary(
         test_accuracy=accuracy(net, x_test, y_test, EVAL_BATCH) if len(x_test) else float("nan"),
         train_accuracy=accuracy(net, x_train, y_train, EVAL_BATCH),
