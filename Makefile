@@ -24,7 +24,7 @@ demo-video: $(STAMP)
 	@start=$$(date +%s) && $(BIN)/dvc repro video/dvc.yaml && cd video && $(BIN)/ganforge report --started $$start
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

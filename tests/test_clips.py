@@ -194,7 +194,10 @@ def test_video_folder_good_and_bad_files(videos: Path, tmp_path: Path) -> None:
 
     m = _manifest(out)
     assert m.loc["dogs/cut.mp4", "reason"] == m.loc["dogs/cut-faststart.mp4", "reason"] == "truncated"
-    assert m.loc["dogs/notes.mp4", "reason"] == "not a video" and m.loc["dogs/empty.webm", "reason"] == "zero-byte file"
+    assert (
+        m.loc["dogs/notes.mp4", "reason"] == "not a video (text)"
+        and m.loc["dogs/empty.webm", "reason"] == "zero-byte file"
+    )
     assert m.loc["dogs/readme.txt", "reason"] == "unsupported extension"
     assert m.loc["dogs/bark.mp4", "reason"] == "no video stream"
     assert m.loc["dogs/walk-again.mov", "reason"] == "duplicate of cats/walk.mp4"

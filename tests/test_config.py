@@ -38,6 +38,21 @@ def test_repo_params_are_valid_and_complete():
         ("train.device=tpu", "train.device: expected auto, cpu, cuda, cuda:N or mps"),
         ("data.source=folder", "needs data.path"),
         ("data.channels=2", "data.channels"),
+        # found by tests/test_config_properties.py
+        ("train.steps=true", "train.steps: expected a number, not true/false (got True)"),
+        ("train.lr_g=true", "train.lr_g: expected a number, not true/false"),
+        ("train.seed=99999999999999999999", "train.seed: out of range (more than 64 bits)"),
+        ("library.memorised_feature=1e999", "library.memorised_feature: Input should be a finite number"),
+        ("registry.gate.min={recall: .nan}", "registry.gate.min.recall: Input should be a finite number"),
+        ("registry.gate.min={recall: yes}", "registry.gate.min.recall: expected a number, not true/false"),
+        ("train.device='cuda:'", "train.device: expected auto, cpu, cuda, cuda:N or mps"),
+        ("train.device=cuda:²", "train.device"),
+        ('data.path="a\\0b"', "data.path: a NUL character is not allowed"),
+        ("train.stpes=3", "train.stpes: unknown key (did you mean train.steps?)"),
+        ("train=5", "train: expected a section"),
+        ("train.steps=2001-02-30", "--set train.steps: cannot read '2001-02-30' as timestamp"),
+        ("train.steps=!!float x", "--set train.steps: cannot read 'x' as float"),
+        ("train.steps={a: 1, a: 2}", "--set train.steps: a: duplicate key"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, override, needle):
@@ -53,7 +68,7 @@ def test_overrides_are_typed():
     assert cfg.train.steps == 7 and cfg.train.lr_d == 1e-3 and cfg.data.path == "/x" and cfg.train.pack == 1
 
 
-@pytest.mark.parametrize("bad", ["novalue", "=3", "train..steps=3", "train.steps.x=3"])
+@pytest.mark.parametrize("bad", ["novalue", "=3", "train..steps=3", "train.steps.x=3", "train. .steps=3", "x" * 10**5])
 def test_malformed_overrides(bad):
     with pytest.raises(ConfigError):
         load_config(ROOT / "params.yaml", [bad])
@@ -68,6 +83,15 @@ def test_params_file_problems(tmp_path):
         load_config(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(bad)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")  # was: UnicodeDecodeError
+    with pytest.raises(ConfigError, match="not valid YAML text"):
+        load_config(bad)
+    bad.write_text("train:\n  steps: 1\n  steps: 2\n")  # was: the last one silently won
+    with pytest.raises(ConfigError, match=r"train\.steps: duplicate key \(line 3; first at line 2\)"):
+        load_config(bad)
+    bad.write_text("train:\n  seed: 2001-02-30\n")  # was: ValueError from PyYAML
+    with pytest.raises(ConfigError, match=r"train\.seed: cannot read '2001-02-30' as timestamp \(line 2\)"):
         load_config(bad)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")

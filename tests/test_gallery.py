@@ -356,6 +356,7 @@ def page(browser, library):
     problems: list[str] = []
     pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))  # an injected alert()
     pg.problems = problems
     pg.goto(index.as_uri())
     yield pg
@@ -455,6 +456,7 @@ def test_no_script_injection_or_escaping_links(page, library) -> None:
     attack = page.locator('article.card[data-asset-id="deadbeefdeadbeef"]')
     assert attack.count() == 1 and attack.is_visible()
     assert attack.locator("[src], [href], [poster]").count() == 0
+    assert page.problems == []  # no dialog, no error (more payloads: tests/test_untrusted.py)
 
 
 def test_images_load_and_screenshot(page, library, tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def classes(tmp_path: Path) -> Path:
     _broken_files(root / "beta")
     Image.new("RGB", (10, 10), (9, 9, 9)).save(root / "beta" / "dark.png")
     (root / "beta" / "copy-of-rgb.png").write_bytes((root / "alpha" / "rgb.png").read_bytes())
-    (root / "beta" / "gone.png").symlink_to(root / "nowhere.png")  # dangling link: unreadable
+    (root / "beta" / "gone.png").symlink_to(root / "nowhere.png")  # dangling link
     Image.new("RGB", (10, 10)).save(root / "stray.png")
     (root / ".cache").mkdir()
     Image.new("RGB", (10, 10)).save(root / ".cache" / "hidden.png")
@@ -102,7 +102,7 @@ def _pixels(out: Path, manifest: pd.DataFrame, path: str) -> np.ndarray:
 def test_class_folders_every_mode_and_broken_files(classes: Path, tmp_path: Path) -> None:
     summary, out = _run(tmp_path, source="folder", path=str(classes), channels=3, resolution=16, shard_size=4)
     good = 15 + 1  # alpha's images + beta/dark.png
-    reasons = {"duplicate": 1, "not an image": 2, "outside any class folder": 1, "truncated": 1, "unreadable": 1}
+    reasons = {"duplicate": 1, "not an image": 2, "outside any class folder": 1, "truncated": 1, "broken symlink": 1}
     reasons["zero-byte"] = 1
     assert summary.files_seen == good + 7
     assert (summary.kept, summary.skipped, summary.duplicates) == (good, 7, 1)
@@ -114,11 +114,14 @@ def test_class_folders_every_mode_and_broken_files(classes: Path, tmp_path: Path
     m = _manifest(out)
     assert len(m) == summary.files_seen and not any(".cache" in p or "DS_Store" in p for p in m.index)
     assert m.loc["beta/empty.png", "reason"] == "zero-byte file"
-    assert m.loc["beta/gone.png", "reason"] == "unreadable: No such file or directory"
+    assert m.loc["beta/gone.png", "reason"] == "broken symlink"
     assert pd.isna(m.loc["beta/gone.png", "sha256"])
     assert m.loc["beta/truncated.png", "reason"] == "truncated"
     assert m.loc["beta/truncated.png", "format"] == "PNG"  # header was readable
-    assert m.loc["beta/notes.jpg", "reason"] == "not an image" and m.loc["beta/noise.png", "reason"] == "not an image"
+    assert (
+        m.loc["beta/notes.jpg", "reason"] == "not an image (text)"
+        and m.loc["beta/noise.png", "reason"] == "not an image"
+    )
     assert m.loc["beta/copy-of-rgb.png", "reason"] == "duplicate of alpha/rgb.png"
     assert m.loc["beta/copy-of-rgb.png", "sha256"] == m.loc["alpha/rgb.png", "sha256"]
     assert m.loc["stray.png", "reason"] == "outside any class folder" and m.loc["stray.png", "label"] == -1

@@ -1,4 +1,5 @@
 import csv
+import json
 import shutil
 import signal
 
@@ -134,7 +135,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monke
     assert state["step"] == 4
     assert all(torch.isfinite(t).all() for t in state["G"].values() if t.is_floating_point())
     assert [int(r["step"]) for r in csv.DictReader(paths.train_losses.open())] == [2, 4]
-    assert not (paths.metrics / "train.json").exists()
+    record = json.loads((paths.metrics / "train.json").read_text())  # the reason, for DVC and the user
+    assert record["status"] == "diverged" and record["step"] == 6 and "loss_d became nan" in record["reason"]
 
 
 def test_unconditional_and_nonsat(tmp_path, digits16):

@@ -20,7 +20,7 @@ from ganforge.errors import GanforgeError
 from ganforge.evaluate import VideoSpace, clip_extractor, evaluate, generate, motion_energy, score_video
 from ganforge.metrics import classifier, clips, fvd
 from ganforge.metrics.scores import SCORE_KEYS
-from ganforge.models import ModelSpec
+from ganforge.models import ModelSpec, build
 from ganforge.paths import Paths, sha256_file
 from ganforge.training import checkpoint
 
@@ -283,14 +283,16 @@ def test_fvd_file_problems_are_one_line_errors(project, i3d_file, tmp_path):
 
 def test_generator_and_data_of_different_kinds_are_refused(project, digits16, tmp_path):
     state = checkpoint.load(project.checkpoint)
-    image_state = {**state, "spec": {**state["spec"], "model": "dcgan", "frames": 0, "motion_dim": 0}}
-    checkpoint.save(project.checkpoint, {k: v for k, v in image_state.items() if k != "format"})
+    spec = ModelSpec(**{**state["spec"], "model": "dcgan", "frames": 0, "motion_dim": 0, "image_d_frames": 0})
+    G, D = build(spec)  # a real image generator (the loader checks that weights fit their spec)
+    image_state = {**state, "spec": spec.to_dict(), "G": G.state_dict(), "G_ema": G.state_dict(), "D": D.state_dict()}
+    checkpoint.save(project.checkpoint, {k: v for k, v in image_state.items() if k not in ("format", "sha256")})
     cfg = load_config(ROOT / "params.yaml", EVAL)
     with pytest.raises(GanforgeError, match=r"holds an image generator \(dcgan\) but .* holds video data"):
         evaluate(cfg, project)
     images = Paths(tmp_path / "images")
     shutil.copytree(digits16, images.prepared)
     images.models.mkdir()
-    checkpoint.save(images.checkpoint, {k: v for k, v in state.items() if k != "format"})
+    checkpoint.save(images.checkpoint, {k: v for k, v in state.items() if k not in ("format", "sha256")})
     with pytest.raises(GanforgeError, match=r"holds a video generator \(mocogan\) but .* holds image data"):
         evaluate(cfg, images)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge import __version__
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, one_line
 
 Command = Callable[[argparse.Namespace], str]
 
@@ -28,45 +28,45 @@ def _config(args: argparse.Namespace):  # -> Config (imported lazily: --help sta
 
 
 def cmd_prepare(args: argparse.Namespace) -> str:
+    cfg = _config(args)  # first: a bad config fails before the heavy imports
     from ganforge.data.prepare import prepare
     from ganforge.paths import Paths
 
-    cfg = _config(args)
     paths = Paths()
     return prepare(cfg.data, paths.prepared, paths.metrics / "prepare.json", progress=not args.quiet).line()
 
 
 def cmd_train(args: argparse.Namespace) -> str:
+    cfg = _config(args)
     from ganforge.paths import Paths
     from ganforge.training.loop import train
 
-    cfg = _config(args)
     paths = Paths()
     return train(cfg, paths, resume=args.resume, progress=not args.quiet).line(paths)
 
 
 def cmd_features(args: argparse.Namespace) -> str:
+    cfg = _config(args)
     from ganforge.metrics.classifier import train_classifier
     from ganforge.paths import Paths
 
-    cfg = _config(args)
     paths = Paths()
     return train_classifier(cfg.features, paths, progress=not args.quiet).line(paths.classifier)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> str:
+    cfg = _config(args)
     from ganforge.evaluate import evaluate
     from ganforge.paths import Paths
 
-    cfg = _config(args)
     paths = Paths()
     return evaluate(cfg, paths).line(paths.metrics / "eval.json")
 
 
 def cmd_registry(args: argparse.Namespace) -> str:
+    cfg = _config(args)
     from ganforge import registry
 
-    cfg = _config(args)
     name = args.name or cfg.registry.model_name
     if args.action == "list":
         rows = registry.list_versions(name)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(args.func(args))
     except GanforgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

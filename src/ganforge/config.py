@@ -6,13 +6,18 @@ with one line naming the key path and what was expected (`ConfigError`, exit cod
 
 from __future__ import annotations
 
+import copy
+import difflib
 import math
+import reprlib
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,10 +33,52 @@ DEFAULT_PARAMS = Path("params.yaml")
 ResizeFilter = Literal["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
 
 
+INT64 = 2**63  # no stage can use an integer outside [-2**63, 2**63): torch and numpy take int64
+
+
+def _takes_numbers(annotation: Any) -> bool:
+    """int, float, a Literal of numbers, or an Optional/Union of one of those."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return any(type(a) in (int, float) for a in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return any(_takes_numbers(a) for a in get_args(annotation))
+    return False
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]  # a float that true/false is not (pydantic's lax mode takes it)
+
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _usable(cls, value: Any, info: ValidationInfo) -> Any:
+        """What pydantic's lax mode lets through but no stage can use: true/false for a number,
+        an integer beyond 64 bits, a NUL character in a string (a path, a name)."""
+        if isinstance(value, bool):
+            if info.field_name and _takes_numbers(cls.model_fields[info.field_name].annotation):
+                raise ValueError("expected a number, not true/false")
+        elif isinstance(value, int) and not -INT64 <= value < INT64:
+            raise ValueError("out of range (more than 64 bits)")
+        elif isinstance(value, str) and "\x00" in value:
+            raise ValueError("a NUL character is not allowed")
+        return value
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone takes "²" and "٣"
 
 
 def _power_of_two(value: int, low: int, high: int) -> int:
@@ -64,6 +111,7 @@ class DataConfig(Section):
     num_clips: int = Field(2000, ge=1, le=10_000_000)  # moving_digits: clips generated
     max_digits: int = Field(2, ge=1, le=2)  # moving_digits: 1..max_digits digits per clip
     seed: int = Field(0, ge=0, lt=2**63)  # moving_digits
+    file_timeout_s: float = Field(30.0, gt=0.0, le=86400.0)  # folder sources: a file taking longer is skipped
 
     @field_validator("resolution")
     @classmethod
@@ -116,12 +164,17 @@ class TrainConfig(Section):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    # divergence (NaN/Inf losses or weights, a gradient norm over the limit), checked at every log point
+    on_divergence: Literal["stop", "rollback"] = "stop"  # rollback: back to the last checkpoint, lower lr, go on
+    max_rollbacks: int = Field(3, ge=0, le=1000)  # then stop
+    rollback_lr_factor: float = Field(0.5, gt=0.0, le=1.0)  # both learning rates are multiplied by this
+    grad_norm_limit: float = Field(1e4, ge=0.0)  # largest D or G gradient norm of a step; 0 = not checked
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        head, _, index = v.partition(":")
-        if head not in ("auto", "cpu", "cuda", "mps") or (index and (head != "cuda" or not index.isdigit())):
+        head, sep, index = v.partition(":")
+        if head not in ("auto", "cpu", "cuda", "mps") or (sep and (head != "cuda" or not _ascii_digits(index))):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return v
 
@@ -226,8 +279,8 @@ class GateConfig(Section):
     """Promotion to `champion`: FID must beat the champion's by `fid_margin`; every bound must hold."""
 
     fid_margin: float = Field(0.0, ge=0.0)
-    min: dict[str, float] = Field(default_factory=lambda: {"class_accuracy": 0.9, "precision": 0.6, "recall": 0.4})
-    max: dict[str, float] = Field(default_factory=dict)
+    min: dict[str, Number] = Field(default_factory=lambda: {"class_accuracy": 0.9, "precision": 0.6, "recall": 0.4})
+    max: dict[str, Number] = Field(default_factory=dict)
 
 
 class RegistryConfig(Section):
@@ -269,36 +322,164 @@ class Config(Section):
         return out
 
 
+def key_path(parts: list[Any] | tuple[Any, ...]) -> str:
+    """`["train", "steps"]` -> `train.steps`; a part that would not read back plainly (empty, a dot, a line
+    break, spaces around it, anything unprintable) is quoted as Python would: `train.'a\\nb'`."""
+    out = []
+    for part in parts:
+        text = str(part)
+        plain = text and text.isprintable() and "." not in text and text.strip() == text and text[0] not in "'\""
+        out.append(text if plain else repr(text))
+    return ".".join(out)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlong = 40
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxtuple = 6
+_SHORT.maxlevel = 3
+
+
+def _shown(value: Any) -> str:
+    """A value as it goes into an error message: its repr, on one line and at most ~80 characters."""
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an int too long for str() (sys.get_int_max_str_digits)
+        return f"<a {value.bit_length()}-bit integer>" if isinstance(value, int) else "<value>"
+
+
+MAX_PROBLEMS = 8  # a file with hundreds of bad keys still gets one readable line
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """` (did you mean train.steps?)` for the unknown key `train.stpes`, when one is close."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, Section)):
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.7)
+    return f" (did you mean {key_path([*loc[:-1], close[0]])}?)" if close else ""
+
+
 def _describe(err: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    path = key_path(err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{path}: unknown key"
+        return f"{path}: unknown key{_did_you_mean(tuple(err['loc']))}"
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ")
+    if kind == "model_type":  # "Input should be a valid dictionary or instance of TrainConfig"
+        msg = "expected a section (a mapping of key: value)"
     if "input" in err and not isinstance(err["input"], dict) and kind != "missing":
-        return f"{path}: {msg} (got {err['input']!r})"
+        return f"{path}: {msg} (got {_shown(err['input'])})"
     return f"{path}: {msg}"
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`train.lr_g=1e-4` -> (["train", "lr_g"], 0.0001). The value is read as a YAML scalar."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set train.steps=100")
+# YAML: the C parser when PyYAML has it (5x faster on params.yaml), else the pure-Python one; same results.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_DEPTH = 32  # params.yaml nests 4 deep (registry.gate.min.recall); anything deeper is a mistake
+_MERGE = "tag:yaml.org,2002:merge"
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)  # PyYAML's, leaked
+
+
+def _line(node: yaml.Node) -> str:
+    return f"line {node.start_mark.line + 1}" if node.start_mark else "?"
+
+
+def _at(node: yaml.Node, lines: bool) -> str:
+    return f" ({_line(node)})" if lines else ""
+
+
+def _construct(loader: Any, node: yaml.Node, where: str, path: list[Any], seen: set[int], lines: bool) -> None:
+    """Build `node` bottom-up, so that whatever fails is named by its key path: a scalar no constructor can
+    read (`2001-02-30`, `!!float x`), an unknown tag, a duplicate key, nesting deeper than MAX_DEPTH."""
+    if id(node) in seen:  # an alias: built already (or a cycle, which the constructor reports below)
+        return
+    seen.add(id(node))
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(f"{where}: {key_path(path)}: nested more than {MAX_DEPTH} levels deep{_at(node, lines)}")
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, value in node.value:
+            if key.tag == _MERGE:  # `<<: *defaults`: merged keys live at this level
+                _construct(loader, value, where, path, seen, lines)
+                continue
+            label = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            if isinstance(key, yaml.ScalarNode):
+                earlier = first.setdefault((key.tag, key.value), key)
+                if earlier is not key:
+                    first_at = f" ({_line(key)}; first at {_line(earlier)})" if lines else ""
+                    raise ConfigError(f"{where}: {key_path([*path, label])}: duplicate key{first_at}")
+            _construct(loader, key, where, [*path, label], seen, lines)
+            _construct(loader, value, where, [*path, label], seen, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _construct(loader, item, where, [*path, index], seen, lines)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        named = f"{key_path(path)}: " if path else ""
+        raise ConfigError(f"{where}: {named}{exc.problem or exc.context}{_at(node, lines)}") from None
+    except _DECODE_ERRORS:
+        named = f"{key_path(path)}: " if path else ""
+        raise ConfigError(
+            f"{where}: {named}cannot read {_shown(node.value)} as {node.tag.rpartition(':')[2]}{_at(node, lines)}"
+        ) from None
+
+
+def _load_yaml(data: bytes, where: str, lines: bool = True) -> Any:
+    """One YAML document -> Python objects. Anything wrong is a ConfigError of one line naming the key path
+    or (`lines`: in a file) the line; nothing from PyYAML leaks."""
+    loader = None
+    try:
+        loader = _Loader(data)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _construct(loader, node, where, [], set(), lines)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}" if mark and lines else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{where}: not valid YAML text: {exc.reason} (at position {exc.position})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: cannot read the value as YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
+    except _DECODE_ERRORS as exc:  # what _construct did not see coming: still the document's fault
+        raise ConfigError(f"{where}: cannot read the YAML ({exc.__class__.__name__})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _bad_override(item: str) -> ConfigError:
+    return ConfigError(f"--set {_shown(item)}: expected key.path=value, e.g. --set train.steps=100")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.lr_g=1e-4` -> (["train", "lr_g"], 0.0001). The value is read as YAML (flow style: `[1, 2]`, `{a: 1}`)."""
+    key, sep, raw = item.partition("=")
+    keys = [part.strip() for part in key.split(".")]
+    if not sep or not all(keys):
+        raise _bad_override(item)
+    where = f"--set {key_path(keys)}"
+    try:
+        data = raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: argv that was not UTF-8
+        raise ConfigError(f"{where}: the value is not UTF-8 text ({_shown(raw)})") from None
+    value = _load_yaml(data, where, lines=False) if raw.strip() else None
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"--set {item!r}: value must be finite")
-    return key.strip().split("."), value
+        raise ConfigError(f"{where}: expected a finite number (got {_shown(raw)})")
+    return keys, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each `key.path=value` applied."""
-    import copy
-
     out = copy.deepcopy(raw)
     for item in overrides:
         keys, value = parse_override(item)
@@ -306,26 +487,23 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for depth, k in enumerate(keys[:-1]):
             child = node.setdefault(k, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+                raise ConfigError(f"--set {key_path(keys)}: {key_path(keys[: depth + 1])} is a value, not a section")
             node = child
         node[keys[-1]] = value
     return out
 
 
 def read_params(path: Path) -> dict[str, Any]:
-    """The raw mapping in a params file (missing file -> error, empty file -> {})."""
+    """The raw mapping in a params file (missing file -> error, empty file -> {}). UTF-8 (or UTF-16 with a BOM)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such params file (run from the project root, or pass --params)") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(f"{_shown(str(path))}: not a usable path ({exc})") from None
+    raw = _load_yaml(data, str(path))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -333,12 +511,25 @@ def read_params(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _string_keys(node: Any, path: list[Any], source: str, seen: set[int]) -> None:
+    """YAML keys can be numbers, booleans, null; every key here is a name (pydantic would print `False` as 0)."""
+    if isinstance(node, dict | list) and id(node) not in seen:
+        seen.add(id(node))
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(node, dict) and not isinstance(key, str):
+                raise ConfigError(f"{source}: {key_path([*path, key])}: a key must be a name (got {_shown(key)})")
+            _string_keys(value, [*path, key], source, seen)
+
+
 def validate(raw: dict[str, Any], source: str = "params") -> Config:
+    _string_keys(raw, [], source, set())
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        errors = exc.errors()
+        problems = "; ".join(_describe(e) for e in errors[:MAX_PROBLEMS])
+        more = f"; and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS else ""
+        raise ConfigError(f"{source}: {problems}{more}") from None
 
 
 def load_config(path: Path | str = DEFAULT_PARAMS, overrides: list[str] | None = None) -> Config:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__, tracking
+from ganforge import __version__, faults, tracking
 from ganforge.config import Config, EvaluateConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
@@ -263,6 +263,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         result["raw"] = raw
     result["protocol"] = protocol
     result["registry"] = registry
+    faults.reach("evaluate.registered")
     write_text_atomic(paths.metrics / "eval.json", json.dumps(result, indent=2, default=str) + "\n")
     return EvalSummary(scores, protocol, registry, time.perf_counter() - t0)
 
@@ -472,5 +473,6 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
         result["raw"] = {**raw, "video": raw_video}
     result["protocol"] = protocol
     result["registry"] = registry
+    faults.reach("evaluate.registered")
     write_text_atomic(paths.metrics / "eval.json", json.dumps(result, indent=2, default=str) + "\n")
     return EvalSummary(scores, protocol, registry, time.perf_counter() - t0, video)

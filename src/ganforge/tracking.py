@@ -7,10 +7,13 @@ mlflow is imported lazily: stages that do not track pay nothing for it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,10 @@ class TrainRun:
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_dir)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 
@@ -78,6 +85,9 @@ class NoRun(TrainRun):
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         pass
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
     def finish(self, status: str = "FINISHED") -> None:
         pass
 
@@ -90,7 +100,60 @@ def _client() -> Any:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Creating initial MLflow database tables..."
 
     uri = tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # the registry would default to ./mlflow.db
+    if not uri.startswith("sqlite:///") or uri in _READY:
+        return _Retrying(MlflowClient(tracking_uri=uri, registry_uri=uri))  # the registry would default to ./mlflow.db
+    # A fresh sqlite store is created (tables, migrations) by the first process that opens it; two at once break
+    # each other's migration. One process at a time opens it, under a lock file beside the database.
+    with _file_lock(Path(uri.removeprefix("sqlite:///") + ".lock")):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        _with_retries(client.search_experiments)(max_results=1)
+        _with_retries(client.search_registered_models)(max_results=1)
+    _READY.add(uri)
+    return _Retrying(client)
+
+
+_READY: set[str] = set()  # sqlite stores this process has seen initialised
+LOCKED_WAIT_S = 120.0  # how long a call keeps retrying while sqlite says "database is locked"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        yield
+
+
+def _with_retries(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, called again (backing off up to 1 s, for up to LOCKED_WAIT_S) while another process holds the sqlite
+    write lock: `database is locked` is a wait, not an error."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        delay, deadline = 0.05, time.monotonic() + LOCKED_WAIT_S
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+
+    return call
+
+
+class _Retrying:
+    """An MlflowClient whose every method retries on `database is locked` (`_with_retries`)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        return _with_retries(attr) if callable(attr) else attr
 
 
 def _experiment_id(client: Any, name: str) -> str:
@@ -100,16 +163,24 @@ def _experiment_id(client: Any, name: str) -> str:
     return client.create_experiment(name, artifact_location=_artifact_root())
 
 
-def start_train_run(cfg: Config, record: Path, resume: bool = False) -> TrainRun:
-    """Open (or, with resume and a record, reopen) the train run; write its id to `record`."""
+def start_train_run(cfg: Config, record: Path, resume: bool = False, run_id: str | None = None) -> TrainRun:
+    """Open (or, when resuming, reopen) the train run; write its id to `record`. A resumed run continues the
+    MLflow run named by `record`, else `run_id` (the one its checkpoint names), when the store still has it."""
     if not cfg.tracking.enabled:
         return NoRun()
     try:
         client = _client()
-        if resume and record.exists():
-            run_id = json.loads(record.read_text())["run_id"]
-            client.update_run(run_id, status="RUNNING")
-            return TrainRun(client, run_id)
+        if resume:
+            known = json.loads(record.read_text())["run_id"] if record.exists() else run_id
+            if known and _run_exists(client, known):
+                client.update_run(known, status="RUNNING")
+                if not record.exists():
+                    exp = client.get_run(known).info.experiment_id
+                    write_text_atomic(
+                        record,
+                        json.dumps({"run_id": known, "experiment_id": exp, "tracking_uri": tracking_uri()}, indent=2),
+                    )
+                return TrainRun(client, known)
         exp_id = _experiment_id(client, cfg.tracking.experiment)
         tags = {"ganforge.stage": "train", "mlflow.source.type": "PROJECT"}
         if commit := git_commit():
@@ -128,6 +199,14 @@ def start_train_run(cfg: Config, record: Path, resume: bool = False) -> TrainRun
         record, json.dumps({"run_id": run_id, "experiment_id": exp_id, "tracking_uri": tracking_uri()}, indent=2)
     )
     return TrainRun(client, run_id)
+
+
+def _run_exists(client: Any, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+        return True
+    except Exception:  # mlflow raises MlflowException (RESOURCE_DOES_NOT_EXIST) for an unknown id
+        return False
 
 
 def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:

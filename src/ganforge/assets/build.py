@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ganforge import __version__
+from ganforge import __version__, faults
 from ganforge.assets import catalog, scoring
 from ganforge.assets.sampling import latents, morph, walk
 from ganforge.assets.source import Source, check_data, open_source
@@ -390,6 +390,7 @@ def _funnel(
             }
         )
         counts.accepted += 1
+        faults.reach("library.asset")
     return write_seconds
 
 
@@ -503,6 +504,7 @@ def _videos(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
             }
         )
         counts.accepted += 1
+        faults.reach("library.asset")
         bar.update(1)
     return counts, frames_done, seconds
 

@@ -202,11 +202,21 @@ def locked(library: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def asset_path(rel: Any) -> bool:
+    """Whether `rel` is a plain library-relative path into one of ASSET_DIRS: not absolute, no `..`, `.` or empty
+    segment, no backslash or control character. What a build writes always is; a hand-edited catalog may not be."""
+    if not isinstance(rel, str) or "\\" in rel or any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return False
+    parts = rel.split("/")
+    return len(parts) >= 2 and parts[0] in ASSET_DIRS and not any(p in ("", ".", "..") for p in parts)
+
+
 def export(rows: pd.DataFrame, library: Path, dest: Path) -> Path:
     """Copy the rows' files from `library` into `dest` (same relative layout) with a catalog.parquet of them.
 
-    Refuses any path that would leave `library` or `dest` (absolute, `..`, symlinks out): a catalog is data, and
-    data may have been edited by someone else."""
+    A catalog is data, and data may have been edited by someone else: every path is checked before anything is
+    written, and one that is absolute, has a `..`, lies outside the asset folders, or leads out of the library
+    (a symlink) or out of `dest` (a symlink there) refuses the whole export in one line."""
     import shutil
 
     dest = dest.resolve()
@@ -216,9 +226,22 @@ def export(rows: pd.DataFrame, library: Path, dest: Path) -> Path:
     plan: list[tuple[Path, Path]] = []
     for _, row in rows.iterrows():
         for rel in files_of(row):
+            asset = f"export: asset {str(row['asset_id'])!r}"
+            if not asset_path(rel):
+                raise GanforgeError(
+                    f"{asset} has a path outside the library's {'/, '.join(ASSET_DIRS)}/ folders: {rel!r}; "
+                    "nothing was exported"
+                )
             src, out = (lib / rel).resolve(), (dest / rel).resolve()
-            if Path(rel).is_absolute() or lib not in src.parents or dest not in out.parents:
-                raise GanforgeError(f"export: asset {row['asset_id']} has a path outside the library: {rel!r}")
+            if lib not in src.parents:
+                raise GanforgeError(
+                    f"{asset}: {rel!r} leads outside the library (a symlink to {str(src)!r}); nothing was exported"
+                )
+            if dest not in out.parents or out == lib or lib in out.parents:
+                raise GanforgeError(
+                    f"{asset}: {rel!r} would be written to {str(out)!r}, outside DEST (a symlink in it); "
+                    "nothing was exported"
+                )
             if not src.is_file():
                 raise GanforgeError(f"export: {src} is missing; run `ganforge library build` to repair the library")
             plan.append((src, out))

@@ -30,8 +30,8 @@ import pyarrow as pa
 from PIL import Image
 
 from ganforge.config import DataConfig
-from ganforge.data.prepare import Skipped, _short, normalise
-from ganforge.data.sources import Item
+from ganforge.data.prepare import Skipped, _short, normalise, sniff, unreadable
+from ganforge.data.sources import Item, open_regular
 
 DIGIT_SCALE = 7 / 16  # digit side / canvas side
 SPEED = (1 / 12, 1 / 6)  # pixels per frame, as a share of the free range (canvas - digit)
@@ -152,7 +152,7 @@ _MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"m
 def _truncated(file: Path, size: int) -> bool | None:
     """From the container's own framing: True when it claims more bytes than the file has, False when it
     does not, None when the file starts like no video container we know."""
-    with file.open("rb") as f:
+    with open_regular(file) as f:
         head = f.read(16)
         if head[4:8] in _MP4_BOXES:  # MP4 / MOV: top-level boxes must tile the file
             offset, boxes = 0, 0
@@ -181,13 +181,22 @@ def _ffmpeg_message(exc: BaseException) -> str:
     return _short(exc) if not isinstance(exc, av.FFmpegError) else (exc.strerror or type(exc).__name__)
 
 
+def _not_a_video(file: Path) -> Skipped:
+    try:
+        with open_regular(file) as f:
+            kind = sniff(f.read(1024))
+    except OSError:
+        kind = None
+    return Skipped("not a video", f"not a video ({kind})" if kind else "not a video")
+
+
 def _open_container(file: Path, known: bool) -> Any:
     """PyAV's input container; Skipped when FFmpeg cannot open it (`known`: the file looks like a container)."""
     try:
         return av.open(str(file), mode="r")
     except Exception as exc:  # any failure on a user's file is that file's problem, never fatal
         if not known:
-            raise Skipped("not a video", "not a video") from None
+            raise _not_a_video(file) from None
         raise Skipped("corrupt", f"corrupt: {_ffmpeg_message(exc)}") from None
 
 
@@ -240,6 +249,8 @@ class _Stream:
 
 def _describe(container: Any, row: dict[str, Any]) -> _Stream:
     """The first video stream's facts, recorded in `row`; Skipped when there is none."""
+    if not container.streams:  # e.g. an MP4 whose index (moov) is damaged
+        raise Skipped("corrupt", "corrupt: no stream found")
     if not container.streams.video:
         raise Skipped("no video stream", "no video stream")
     stream = container.streams.video[0]
@@ -309,7 +320,7 @@ def _video_clips(file: Path, size: int, cfg: DataConfig, row: dict[str, Any]) ->
     try:
         truncated = _truncated(file, size)
     except OSError as exc:
-        raise Skipped("unreadable", f"unreadable: {exc.strerror or exc}") from None
+        raise unreadable(exc) from None
     if truncated:  # a decoder may play the part it has without complaint: check the container's own framing
         raise Skipped("truncated", "truncated")
     known = truncated is not None
@@ -325,18 +336,22 @@ def _video_clips(file: Path, size: int, cfg: DataConfig, row: dict[str, Any]) ->
 
 def _file_digest(file: Path) -> tuple[str, int]:
     try:
-        with file.open("rb") as f:
+        with open_regular(file) as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
             return digest, f.tell()
-    except OSError as exc:  # vanished, dangling link, no permission
-        raise Skipped("unreadable", f"unreadable: {exc.strerror or exc}") from None
+    except OSError as exc:  # vanished, no permission, no longer a regular file
+        raise unreadable(exc) from None
 
 
 def process_clip(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """One manifest row (without split/index) and the item's clips [C, T, R, R], none when it is skipped."""
+    """One manifest row (without split/index) and the item's clips [C, T, R, R], none when it is skipped.
+
+    `seen` (hash -> path of the kept copy) is only read: the caller records what is kept."""
     row: dict[str, Any] = {"path": item.path, "label": item.label, "class_name": item.class_name}
     row["digits"] = item.digits
     try:
+        if not item.has_data:  # listed only to be reported (a link out of data.path, a FIFO...): never opened
+            raise Skipped(item.skip or "unreadable", item.reason or item.skip or "unreadable")
         generated = item.render() if item.render is not None else None
         if generated is not None:
             sha, size = hashlib.sha256(generated.tobytes()).hexdigest(), generated.nbytes
@@ -345,7 +360,7 @@ def process_clip(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dic
             sha, size = _file_digest(item.file)
         row.update(sha256=sha, bytes=size)
         if item.skip:
-            raise Skipped(item.skip, item.skip)
+            raise Skipped(item.skip, item.reason or item.skip)
         if sha in seen:
             raise Skipped("duplicate", f"duplicate of {seen[sha]}")
         if generated is not None:
@@ -359,6 +374,5 @@ def process_clip(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dic
     except Skipped as skip:
         row.update(status="skipped", reason=skip.reason, category=skip.category, split=None, index=-1, clips=0)
         return row, []
-    seen[sha] = item.path
     row.update(status="kept", reason=None, clips=len(clips))
     return row, clips

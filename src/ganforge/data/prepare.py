@@ -17,20 +17,36 @@ Normalisation: EXIF orientation applied; 16-bit modes scaled to 8 bits (/257; mo
 16-bit); float "F" read as 0..1 when its maximum is <= 1, else as 0..255; alpha composited on white;
 then converted to "L" (channels 1) or "RGB" (channels 3). `fit: crop` centre-crops to a square,
 `fit: pad` pads to a square with white (the same colour as the alpha background); then the image is
-resized to `data.resolution` with `data.resize_filter`.
+resized to `data.resolution` with `data.resize_filter`. An EXIF block that cannot be read is ignored (the
+pixels are kept as stored). Animated images give their first frame.
+
+Bad files are reported, never fatal: each manifest row says why a file was skipped (see `sources` for what
+is never opened: links out of `data.path`, FIFOs, sockets...). Files are read and decoded in a worker thread,
+a few ahead, and `prepare` waits at most `data.file_timeout_s` seconds for each: a file that takes longer is
+skipped ("took longer than N s") and its worker abandoned (Python cannot stop a thread: it ends on its own,
+its result dropped; a new worker takes the next files). This works whichever thread runs `prepare` (a signal
+alarm would only work in the main one). In-memory and generated samples (digits, torchvision, moving_digits)
+are processed inline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import io
 import json
 import os
+import queue
+import re
 import shutil
 import sys
+import threading
 import time
 import uuid
-from collections import Counter
+import warnings
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +57,9 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from ganforge import faults
 from ganforge.config import DataConfig
-from ganforge.data.sources import Item, Source, open_source
+from ganforge.data.sources import Item, Source, display, open_source
 from ganforge.errors import GanforgeError
 from ganforge.paths import write_text_atomic
 
@@ -119,15 +136,32 @@ class Skipped(Exception):
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = display(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _decode_error(exc: Exception) -> Skipped:
-    if isinstance(exc, Image.DecompressionBombError):
-        return Skipped("too large", f"too large: {_short(exc)}")
+def sniff(head: bytes) -> str | None:
+    """What the first bytes of a file that no decoder recognised look like: "HTML", "SVG", "text" or None."""
+    head = head[:1024]
+    low = head.lower()
+    if b"<svg" in low:
+        return "SVG"
+    if b"<html" in low or b"<!doctype html" in low:
+        return "HTML"
+    text = head.decode("utf-8", "ignore")
+    if head and b"\0" not in head and len(text.encode()) >= len(head) - 3:  # decodes (bar a character cut short)
+        return "text" if all(c.isprintable() or c in "\t\n\r\f\v" for c in text) else None
+    return None
+
+
+def _decode_error(exc: Exception, raw: bytes) -> Skipped:
+    if isinstance(exc, Image.DecompressionBombError):  # refused from the header, before any pixel is allocated
+        size = re.search(r"\((\d+) pixels\).*?limit of (\d+)", str(exc))
+        why = f"{size[1]} pixels, over the decompression-bomb limit of {size[2]}" if size else _short(exc)
+        return Skipped("too large", f"too large: {why}")
     if isinstance(exc, UnidentifiedImageError):
-        return Skipped("not an image", "not an image")
+        kind = sniff(raw)
+        return Skipped("not an image", f"not an image ({kind})" if kind else "not an image")
     if "truncat" in str(exc).lower():
         return Skipped("truncated", "truncated")
     return Skipped("corrupt", f"corrupt: {_short(exc)}")
@@ -137,6 +171,7 @@ def _open(item: Item, raw: bytes, meta: dict[str, Any], resolution: int) -> Imag
     """Decode a sample fully (first frame), apply EXIF orientation; fill `meta` as soon as it is known.
 
     Large JPEGs are decoded at a reduced scale (PIL's `draft`), never below twice the target resolution.
+    An EXIF block that cannot be read leaves the image as stored.
     """
     if item.array is not None:
         img = Image.fromarray(item.array)
@@ -150,9 +185,10 @@ def _open(item: Item, raw: bytes, meta: dict[str, Any], resolution: int) -> Imag
         if img.format == "JPEG":
             img.draft(img.mode, (2 * resolution, 2 * resolution))
         img.load()
-        ImageOps.exif_transpose(img, in_place=True)
     except Exception as exc:  # any decoder failure on a user's file is that file's problem, never fatal
-        raise _decode_error(exc) from None
+        raise _decode_error(exc, raw) from None
+    with contextlib.suppress(Exception):  # broken metadata, good pixels: keep them as stored
+        ImageOps.exif_transpose(img, in_place=True)
     if not (img.width and img.height):
         raise Skipped("corrupt", "corrupt: empty image")
     return img
@@ -223,6 +259,7 @@ class _SplitWriter:
             return
         name = f"{self.split}-{len(self.shards):05d}.npy"
         np.save(self.out / name, self.buffer[: self.filled])
+        faults.reach("prepare.shard")
         self.shards.append(name)
         self.filled = 0
 
@@ -234,25 +271,32 @@ class _SplitWriter:
         return {"count": len(self.labels), "shards": self.shards, "labels": labels}
 
 
+def unreadable(exc: OSError) -> Skipped:
+    return Skipped("unreadable", f"unreadable: {display(exc.strerror or str(exc))}")
+
+
 def _process(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """One manifest row (without split/index) and the normalised image, or None with the row's reason."""
+    """One manifest row (without split/index) and the normalised image, or None with the row's reason.
+
+    `seen` (hash -> path of the kept copy) is only read: the caller records what is kept."""
     row: dict[str, Any] = {"path": item.path, "label": item.label, "class_name": item.class_name}
     try:
+        if not item.has_data:  # listed only to be reported (a link out of data.path, a FIFO...): never opened
+            raise Skipped(item.skip or "unreadable", item.reason or item.skip or "unreadable")
         try:
             raw = item.read()
-        except OSError as exc:  # vanished, dangling link, no permission
-            raise Skipped("unreadable", f"unreadable: {exc.strerror or exc}") from None
+        except OSError as exc:  # vanished, no permission, no longer a regular file
+            raise unreadable(exc) from None
         sha = row["sha256"] = hashlib.sha256(raw).hexdigest()
         row["bytes"] = len(raw)
         if item.skip:
-            raise Skipped(item.skip, item.skip)
+            raise Skipped(item.skip, item.reason or item.skip)
         if sha in seen:
             raise Skipped("duplicate", f"duplicate of {seen[sha]}")
         image = normalise(_open(item, raw, row, cfg.resolution), cfg)
     except Skipped as skip:
         row.update(status="skipped", reason=skip.reason, category=skip.category, split=None, index=-1)
         return row, None
-    seen[sha] = item.path
     row.update(status="kept", reason=None)
     return row, image
 
@@ -260,6 +304,125 @@ def _process(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[st
 def _process_image(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[str, Any], list[np.ndarray]]:
     row, image = _process(item, cfg, seen)
     return row, [] if image is None else [image]
+
+
+class _Worker:
+    """A daemon thread calling `fn` on the jobs sent to it, in order; `answer` waits for one at most `seconds`.
+
+    Python cannot stop a thread (nor a decoder stuck in C code): a worker that overruns is abandoned (`stop`),
+    finishes its call on its own and takes no further job; its answer goes nowhere."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.jobs: queue.SimpleQueue[tuple[int, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self.begun: tuple[int, float] | None = None  # (job, monotonic time) of the call under way
+        self.stopped = False
+        threading.Thread(target=self._serve, name="prepare-worker", daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped and (job := self.jobs.get()) is not None:
+            seq, args = job
+            self.begun = (seq, time.monotonic())
+            try:
+                self.results.put((True, self.fn(*args)))
+            except BaseException as exc:  # handed to the caller, who raises it
+                self.results.put((False, exc))
+
+    def send(self, seq: int, *args: Any) -> None:
+        self.jobs.put((seq, args))
+
+    def answer(self, seq: int, seconds: float) -> Any:
+        """The result of job `seq` (the oldest unanswered: jobs run in order); TimeoutError when its call has
+        run `seconds`; its exception, raised again."""
+        while True:
+            begun = self.begun
+            wait = begun[1] + seconds - time.monotonic() if begun and begun[0] == seq else seconds
+            try:
+                ok, value = self.results.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                begun = self.begun
+                if begun and begun[0] == seq and time.monotonic() - begun[1] >= seconds:
+                    raise TimeoutError from None
+                continue  # not begun when we looked: it does right after its previous call
+            if not ok:
+                raise value
+            return value
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.jobs.put(None)
+
+
+def _supervised(
+    process: Callable[[Item, DataConfig, dict[str, str]], Any],
+    items: Iterable[Item],
+    cfg: DataConfig,
+    seen: dict[str, str],
+    ahead: int = 4,
+) -> Iterator[tuple[Item, Any]]:
+    """(item, process(item, cfg, seen)) for each item, in order; None for a file whose call ran longer than
+    `cfg.file_timeout_s`. Files are processed in a worker thread, up to `ahead` items ahead (so `seen` may miss
+    a copy still in flight: the caller checks again); other items (in memory, generated, listed only to be
+    reported) inline, in turn."""
+    queued: deque[tuple[int, Item]] = deque()
+    worker: _Worker | None = None
+
+    def send(seq: int, item: Item) -> None:
+        nonlocal worker
+        if item.file is not None:
+            worker = worker or _Worker(process)
+            worker.send(seq, item, cfg, seen)
+
+    def oldest() -> tuple[Item, Any]:
+        nonlocal worker
+        seq, item = queued.popleft()
+        if item.file is None:
+            return item, process(item, cfg, seen)
+        assert worker is not None
+        try:
+            return item, worker.answer(seq, cfg.file_timeout_s)
+        except TimeoutError:
+            worker.stop()
+            worker = None
+            for later in queued:  # they wait behind the stuck call: a new worker takes them
+                send(*later)
+            return item, None
+
+    try:
+        for seq, item in enumerate(items):
+            queued.append((seq, item))
+            send(seq, item)
+            if len(queued) >= ahead:
+                yield oldest()
+        while queued:
+            yield oldest()
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def _duplicate(row: dict[str, Any], first: str) -> dict[str, Any]:
+    """`row` of a kept file as the row of a duplicate of `first` (what a file found a duplicate at once gets)."""
+    out = {k: row[k] for k in ("path", "label", "class_name", "digits", "sha256", "bytes") if k in row}
+    out.update(status="skipped", reason=f"duplicate of {first}", category="duplicate", split=None, index=-1)
+    if "clips" in row:
+        out["clips"] = 0
+    return out
+
+
+def _timed_out(item: Item, cfg: DataConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": item.path, "label": item.label, "class_name": item.class_name}
+    row.update(status="skipped", reason=f"took longer than {cfg.file_timeout_s:g} s", category="timeout")
+    row.update(split=None, index=-1)
+    if cfg.kind == "video":
+        row.update(digits=item.digits, clips=0)
+    return row
+
+
+def _utf8(row: dict[str, Any]) -> dict[str, Any]:
+    """Every text of a manifest row as valid UTF-8 (Parquet refuses the rest); names are escaped at the source."""
+    return {k: display(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _build(source: Source, cfg: DataConfig, out: Path, progress: bool) -> tuple[dict[str, Any], Counter[str]]:
@@ -277,20 +440,26 @@ def _build(source: Source, cfg: DataConfig, out: Path, progress: bool) -> tuple[
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     bar = tqdm(source.items, desc="prepare", unit=unit, file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    for item in bar:
-        row, samples = process(item, cfg, seen)
-        if not samples:
-            skipped[row.pop("category")] += 1
-        else:  # all samples of one item go to one split, consecutively
-            split = item.split or hash_split(row["sha256"], cfg.test_fraction)
-            indices = [writers[split].add(sample, item.label) for sample in samples]
-            row.update(split=split, index=indices[0])
-        rows.append(row)
+    results = _supervised(process, bar, cfg, seen)
+    with contextlib.closing(results), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")  # odd metadata: the manifest reports what matters
+        for item, result in results:
+            row, samples = result if result is not None else (_timed_out(item, cfg), [])
+            if samples and row["sha256"] in seen:  # a copy of a file that was still in flight when this was read
+                row, samples = _duplicate(row, seen[row["sha256"]]), []
+            if not samples:
+                skipped[row.pop("category")] += 1
+            else:  # all samples of one item go to one split, consecutively
+                seen[row["sha256"]] = item.path
+                split = item.split or hash_split(row["sha256"], cfg.test_fraction)
+                indices = [writers[split].add(sample, item.label) for sample in samples]
+                row.update(split=split, index=indices[0])
+            rows.append(row)
     if not seen:
         why = ", ".join(f"{n} {c}" for c, n in sorted(skipped.items())) or "no files"
         what = "video" if cfg.kind == "video" else "image"
         raise GanforgeError(f"{source.name}: no usable {what} among {len(rows)} samples ({why})")
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "manifest.parquet")
+    pq.write_table(pa.Table.from_pylist([_utf8(r) for r in rows], schema=schema), out / "manifest.parquet")
     names = list(source.class_names)
     info: dict[str, Any] = {
         "format": FORMAT,
@@ -320,12 +489,40 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
             old.unlink()
 
 
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove what a killed prepare left beside `out_dir`: its unfinished tree (`.<name>.tmp-<pid>-*`, when that
+    process is gone) and an old tree it had not yet deleted (`.<name>.old-*`)."""
+    for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*-*"):
+        kind, _, rest = stale.name[len(out_dir.name) + 2 :].partition("-")
+        if kind == "tmp":
+            pid = rest.split("-", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+        elif kind != "old":
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def prepare(cfg: DataConfig, out_dir: Path, metrics_path: Path, progress: bool = True) -> PrepareSummary:
     """Run the prepare stage: read `cfg`'s source, write `out_dir` (atomically) and `metrics_path`."""
     start = time.perf_counter()
     out_dir, metrics_path = Path(out_dir), Path(metrics_path)
     source = open_source(cfg)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:

@@ -4,15 +4,25 @@ A source only lists samples (and reads their bytes); decoding, normalising and s
 `prepare`, the same way for every source. Items come out in sorted `path` order, which decides which
 copy of a duplicate is kept. Image sources: digits, folder, torchvision; clip sources (`data.kind:
 video`): moving_digits (generated, see `ganforge.data.clips`), video_folder.
+
+Folder sources list every non-hidden entry under `data.path` without opening anything. Only regular files
+are ever opened, never a FIFO, socket or device (those are listed with their reason). Symbolic links are
+resolved: one that is broken, loops, or leads out of `data.path` is listed with its reason and never
+followed; links to folders inside `data.path` are followed after the real tree, to folders not listed yet.
+Names that are not valid UTF-8 are shown with `\\xNN` for their undecodable bytes (`display`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -23,27 +33,64 @@ OUTSIDE_CLASS = "outside any class folder"
 TORCHVISION_ROOT = "data/raw/torchvision"
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif"})
 UNSUPPORTED_EXTENSION = "unsupported extension"
+OUTSIDE_ROOT = "symlink outside data.path"
+SYMLINK_LOOP = "symlink loop"
+BROKEN_LINK = "broken symlink"
+LISTED_TWICE = "symlink to a folder already listed"
+NOT_REGULAR = "not a regular file"
+UNREADABLE = "unreadable"
+
+
+def display(text: str) -> str:
+    """`text` as valid UTF-8: the bytes of a file name that are not UTF-8 (which Python keeps as surrogate
+    escapes) become `\\xNN`, so the manifest (Parquet), info.json and messages can hold every name."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading; OSError when it is not a regular file. Never blocks: the file is opened
+    non-blocking (a FIFO without a writer would wait forever) and checked before anything is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, NOT_REGULAR)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @dataclass(frozen=True)
 class Item:
     """One sample: a file on disk (`file`), an in-memory uint8 array [H,W] / [H,W,3] (`array`), or a clip
-    generated on demand (`render` -> uint8 [T,H,W]; `digits`: the digits it shows, e.g. "3,7")."""
+    generated on demand (`render` -> uint8 [T,H,W]; `digits`: the digits it shows, e.g. "3,7"). An entry
+    with none of them is listed only to be reported (`skip`), and is never opened."""
 
     path: str
     label: int = -1
     class_name: str | None = None
     split: str | None = None  # fixed by the source (torchvision); None: from the content hash
-    skip: str | None = None  # a reason the source already knows (e.g. outside any class folder)
+    skip: str | None = None  # a reason the source already knows (e.g. outside any class folder): counted by it
+    reason: str | None = None  # the manifest's reason for `skip` where it says more (e.g. the OS error)
     file: Path | None = None
     array: np.ndarray | None = None
     render: Callable[[], np.ndarray] | None = None
     digits: str | None = None
 
+    @property
+    def has_data(self) -> bool:
+        return self.file is not None or self.array is not None or self.render is not None
+
     def read(self) -> bytes:
         """The bytes that are hashed: the file's content, or the raw sample bytes."""
         if self.file is not None:
-            return self.file.read_bytes()
+            with open_regular(self.file) as f:
+                return f.read()
         array = self.render() if self.render is not None else self.array
         assert array is not None
         return np.ascontiguousarray(array).tobytes()
@@ -81,42 +128,116 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
-def _walk(top: Path) -> list[Path]:
-    """Every non-hidden file under `top`, recursively; hidden directories are not entered, linked ones once."""
-    found: list[Path] = []
-    visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in visited:  # a link cycle or a second link to the same folder
-            dirnames[:] = []
+@dataclass(frozen=True)
+class _Entry:
+    """One entry under `data.path`: a regular file (`skip` None), or something listed only to report it."""
+
+    path: Path  # as listed, through any followed folder link
+    rel: str  # relative to data.path, "/"-separated, valid UTF-8 (`display`)
+    skip: str | None = None
+    reason: str | None = None
+
+
+def _special(mode: int) -> str:
+    tests = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"), (stat.S_ISBLK, "device"))
+    return f"{NOT_REGULAR} ({next((name for test, name in tests if test(mode)), 'special file')})"
+
+
+def _inside(real: str, real_folder: str) -> bool:
+    return real == real_folder or real.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path) -> tuple[list[str], list[_Entry]]:
+    """The folders walked at the top of `root` (the class folders, sorted), and every non-hidden entry under it.
+
+    Hidden names (a leading dot) are neither listed nor entered. Nothing is opened: entries that are not
+    regular files, and links that are broken, loop or lead out of `root`, are listed with their reason. Links
+    to folders inside `root` are followed once the real tree is listed, and only to a folder not listed yet,
+    so every real folder is listed once (deterministically) whatever the links."""
+    real_root = os.path.realpath(root)
+    tops: list[str] = []
+    found: list[_Entry] = []
+    visited = {real_root}
+    folders: deque[tuple[Path, str]] = deque([(root, real_root)])  # (as listed, real path)
+    links: deque[tuple[Path, str, str]] = deque()  # (link, its real target, the real folder holding it)
+
+    def entry(path: Path, skip: str | None = None, reason: str | None = None) -> _Entry:
+        return _Entry(path, display(path.relative_to(root).as_posix()), skip, reason)
+
+    while folders or links:
+        if folders:
+            folder, real = folders.popleft()
+        else:
+            folder, real, parent = links.popleft()
+            if real in visited:
+                found.append(entry(folder, SYMLINK_LOOP if _inside(parent, real) else LISTED_TWICE))
+                continue
+            visited.add(real)
+            if folder.parent == root:
+                tops.append(display(folder.name))
+        try:
+            with os.scandir(folder) as it:
+                children = sorted((e for e in it if _visible(e.name)), key=lambda e: e.name)
+        except OSError as exc:
+            found.append(entry(folder, UNREADABLE, f"unreadable folder: {exc.strerror or exc}"))
             continue
-        visited.add(real)
-        dirnames[:] = [d for d in dirnames if _visible(d)]
-        found.extend(Path(dirpath, f) for f in filenames if _visible(f))
-    return found
+        for child in children:
+            path = Path(folder, child.name)
+            try:
+                if child.is_symlink():
+                    try:
+                        mode = os.stat(path).st_mode
+                    except OSError as exc:
+                        if exc.errno == errno.ELOOP:
+                            found.append(entry(path, SYMLINK_LOOP))
+                        elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                            found.append(entry(path, BROKEN_LINK))
+                        else:
+                            found.append(entry(path, UNREADABLE, f"unreadable: {exc.strerror or exc}"))
+                        continue
+                    target = os.path.realpath(path)
+                    if not _inside(target, real_root):
+                        found.append(entry(path, OUTSIDE_ROOT))
+                    elif stat.S_ISDIR(mode):
+                        links.append((path, target, real))
+                    else:
+                        found.append(entry(path) if stat.S_ISREG(mode) else entry(path, NOT_REGULAR, _special(mode)))
+                    continue
+                mode = child.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    sub = os.path.join(real, child.name)
+                    visited.add(sub)
+                    folders.append((path, sub))
+                    if folder == root:
+                        tops.append(display(child.name))
+                else:
+                    found.append(entry(path) if stat.S_ISREG(mode) else entry(path, NOT_REGULAR, _special(mode)))
+            except OSError as exc:  # vanished while listed, or not allowed to look
+                found.append(entry(path, UNREADABLE, f"unreadable: {exc.strerror or exc}"))
+    return sorted(tops), found
 
 
 def _class_folder(cfg: DataConfig, skip: Callable[[Path], str | None]) -> tuple[list[str], list[Item]]:
     """`data.path`: flat (unlabelled) or one sub-folder per class (labels from sorted names).
 
-    `skip(file)` gives a reason to report a file instead of using it, or None."""
+    `skip(file)` gives a reason to report a readable file instead of using it, or None."""
     root = Path(cfg.path or "")
     if not root.exists():
         raise GanforgeError(f"data.path {root}: no such directory")
     if not root.is_dir():
         raise GanforgeError(f"data.path {root}: not a directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    classes, entries = _walk(root)
     index = {name: i for i, name in enumerate(classes)}
     items: list[Item] = []
-    for file in _walk(root):
-        rel = file.relative_to(root).as_posix()
-        top = rel.split("/", 1)[0]
-        if not classes:
-            items.append(Item(path=rel, skip=skip(file), file=file))
-        elif top in index and "/" in rel:
-            items.append(Item(path=rel, label=index[top], class_name=top, skip=skip(file), file=file))
+    for e in entries:
+        top = e.rel.split("/", 1)[0]
+        label, name = (index[top], top) if top in index and "/" in e.rel else (-1, None)
+        if e.skip:  # listed only to be reported: never opened
+            items.append(Item(path=e.rel, label=label, class_name=name, skip=e.skip, reason=e.reason))
+        elif classes and name is None:
+            items.append(Item(path=e.rel, skip=OUTSIDE_CLASS, file=e.path))
         else:
-            items.append(Item(path=rel, skip=OUTSIDE_CLASS, file=file))
+            items.append(Item(path=e.rel, label=label, class_name=name, skip=skip(e.path), file=e.path))
     items.sort(key=lambda it: it.path)
     return classes, items
 

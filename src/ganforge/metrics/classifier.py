@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ganforge import safeload
 from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
 from ganforge.paths import Paths, atomic_path, sha256_file, write_text_atomic
@@ -214,22 +215,49 @@ def save(path: Path, state: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> tuple[Classifier, dict[str, Any]]:
-    """The classifier in eval mode and its record (arch, class names, test accuracy, sha256)."""
+    """The classifier in eval mode and its record (arch, class names, test accuracy, sha256).
+
+    The file is read as data only, within bounds (`ganforge.safeload`): pickled code, zip and pickle bombs, and an
+    `arch` that would build a network larger than the file are refused in one line."""
     if not path.exists():
         raise GanforgeError(f"{path}: no classifier (run `ganforge features`, or set evaluate.extractor=inception)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise GanforgeError(f"{path}: not a readable classifier ({exc.__class__.__name__})") from None
+    state = safeload.read_torch_file(path, "classifier")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GanforgeError(f"{path}: not a ganforge classifier (format {FORMAT})")
     if "unavailable" in state:
+        why = " ".join(str(state["unavailable"]).split())[:200]  # one line, whatever the file says
         raise GanforgeError(
-            f"evaluate: no in-domain classifier ({state['unavailable']}); either set evaluate.extractor=inception "
+            f"evaluate: no in-domain classifier ({why}); either set evaluate.extractor=inception "
             "(weights via evaluate.inception_weights or the torch hub cache), or prepare one sub-folder per class"
         )
-    net = Classifier(**state["arch"])
+    arch = checked_record(state, path, "ganforge classifier")
+    safeload.check_weights(
+        path,
+        "ganforge classifier",
+        lambda: {"state_dict": Classifier(**arch)},
+        ("classifier", *sorted(arch.items())),
+        {"state_dict": state.get("state_dict")},
+    )
+    net = Classifier(**arch)
     net.load_state_dict(state["state_dict"])
     record = {k: v for k, v in state.items() if k != "state_dict"}
     record["sha256"] = sha256_file(path)
     return net.eval().requires_grad_(False), record
+
+
+def checked_record(state: dict[str, Any], path: Path, what: str, ints: tuple[str, ...] = ("resolution",)) -> dict:
+    """The `arch` of a loaded classifier file, after its record fields have been checked for type; GanforgeError."""
+    arch = safeload.arch_kwargs(state.get("arch"), path, what, "arch")
+    names = state.get("class_names")
+    accuracy = state.get("test_accuracy")
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or isinstance(accuracy, bool)
+        or not isinstance(accuracy, int | float)
+        or not all(isinstance(state.get(k), int) and not isinstance(state.get(k), bool) for k in ints)
+    ):
+        raise GanforgeError(
+            f"{path}: not a {what} (class_names, test_accuracy or {', '.join(ints)} missing or mistyped)"
+        )
+    return arch

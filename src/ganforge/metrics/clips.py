@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge import safeload
 from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, fit
+from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, checked_record, fit
 from ganforge.paths import Paths, atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -200,18 +201,26 @@ def save(path: Path, state: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> tuple[ClipClassifier, dict[str, Any]]:
-    """The clip classifier in eval mode and its record (arch, class names, frames, test accuracy, sha256)."""
+    """The clip classifier in eval mode and its record (arch, class names, frames, test accuracy, sha256).
+
+    Read as data only, within bounds, like the image classifier (`ganforge.safeload`)."""
     if not path.exists():
         raise GanforgeError(f"{path}: no clip classifier (run `ganforge features` on the prepared clips)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise GanforgeError(f"{path}: not a readable clip classifier ({exc.__class__.__name__})") from None
+    state = safeload.read_torch_file(path, "clip classifier")
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != "clip_classifier":
         raise GanforgeError(f"{path}: not a ganforge clip classifier (format {FORMAT}); run `ganforge features`")
     if "unavailable" in state:
-        raise ClipClassifierUnavailable(f"no in-domain clip classifier ({state['unavailable']})")
-    net = ClipClassifier(**state["arch"])
+        why = " ".join(str(state["unavailable"]).split())[:200]  # one line, whatever the file says
+        raise ClipClassifierUnavailable(f"no in-domain clip classifier ({why})")
+    arch = checked_record(state, path, "ganforge clip classifier", ("resolution", "frames"))
+    safeload.check_weights(
+        path,
+        "ganforge clip classifier",
+        lambda: {"state_dict": ClipClassifier(**arch)},
+        ("clip_classifier", *sorted(arch.items())),
+        {"state_dict": state.get("state_dict")},
+    )
+    net = ClipClassifier(**arch)
     net.load_state_dict(state["state_dict"])
     record = {k: v for k, v in state.items() if k != "state_dict"}
     record["sha256"] = sha256_file(path)

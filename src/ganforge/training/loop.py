@@ -24,7 +24,7 @@ import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from ganforge import tracking
+from ganforge import faults, tracking
 from ganforge.config import Config, TrainConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError, TrainingDiverged
@@ -37,7 +37,8 @@ from ganforge.training.sampler import BatchSampler
 
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")  # D(x), D(G(z)) as probabilities
 # Settings that may change between a checkpoint and its resume: how long and how, not what.
-RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision"}
+RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision", "on_divergence",
+             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit"}  # fmt: skip
 
 
 def pick_device(pref: str) -> torch.device:
@@ -97,6 +98,38 @@ class GANStep:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tc.lr_d, betas=betas, fused=fused)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         self.step_count = 0
+        self.check_grads = tc.grad_norm_limit > 0
+        self.max_grad_norm = torch.zeros((), device=device)  # since the last `take_grad_norm`, on the device
+
+    def _track_grad_norm(self, opt: torch.optim.Optimizer) -> None:
+        """Fold this update's gradient norm into `max_grad_norm` (no host sync). fp16: measured unscaled; a step
+        the scaler skips for Inf gradients is not a divergence and is left out."""
+        if not self.check_grads:
+            return
+        self.scaler.unscale_(opt)
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).float()
+        if self.scaler.is_enabled():
+            norm = torch.where(norm.isfinite(), norm, torch.zeros_like(norm))
+        torch.maximum(self.max_grad_norm, norm, out=self.max_grad_norm)
+
+    def take_grad_norm(self) -> float:
+        value = float(self.max_grad_norm)
+        self.max_grad_norm.zero_()
+        return value
+
+    def bad_weights(self) -> str | None:
+        """The first of G, D, G_ema holding a NaN/Inf weight, or None."""
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            params = list(net.parameters())
+            if not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+                return name
+        return None
+
+    def set_lr(self, lr_g: float, lr_d: float) -> None:
+        for opt, lr in ((self.opt_G, lr_g), (self.opt_D, lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
@@ -122,11 +155,13 @@ class GANStep:
             loss_d = torch.stack([self.loss.d(r, f) for r, f in zip(d_real, d_fake, strict=True)]).sum()
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
+        self._track_grad_norm(self.opt_D)
         self.scaler.step(self.opt_D)
         with self.autocast():
             loss_g = torch.stack([self.loss.g(f) for f in self.heads(fake, y)]).sum()
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
+        self._track_grad_norm(self.opt_G)
         self.scaler.step(self.opt_G)
         self.scaler.update()
         self.update_ema()
@@ -180,16 +215,18 @@ class TrainSummary:
     precision: str
     run_id: str | None
     interrupted: bool = False
+    resumed: str = ""  # how the run continued an earlier one ("" = from scratch)
 
     def line(self, paths: Paths) -> str:
         done = self.steps - self.start_step
         what = "interrupted at" if self.interrupted else "trained to"
         return (
-            f"train: {what} step {self.steps} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
+            (f"train: {self.resumed}\n" if self.resumed else "")
+            + f"train: {what} step {self.steps} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
             f"{self.precision}) in {self.seconds:.0f}s; loss_d {self.loss_d:.3f} loss_g {self.loss_g:.3f} -> "
             f"{paths.checkpoint}, {paths.samples_latest}"
             + (f"; MLflow run {self.run_id}" if self.run_id else "")
-            + ("; continue with `ganforge train --resume`" if self.interrupted else "")
+            + ("; run `ganforge train` again (or with --resume) to continue" if self.interrupted else "")
         )
 
 
@@ -216,15 +253,104 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: Config) -> None:
+def _setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> list[str]:
     now = cfg.model_dump(mode="json")
     diffs = [f"data.{k}" for k in now["data"] if saved["data"].get(k) != now["data"][k]]
-    diffs += [f"train.{k}" for k in now["train"] if k not in RESUMABLE and saved["train"].get(k) != now["train"][k]]
-    if diffs:
+    diffs += [f"train.{k}" for k in now["train"] if k not in resumable and saved["train"].get(k) != now["train"][k]]
+    return diffs
+
+
+def _check_resumable(saved: dict[str, Any], cfg: Config) -> None:
+    if diffs := _setting_diffs(saved, cfg, RESUMABLE):
         raise GanforgeError(
             f"--resume: the checkpoint was trained with other settings ({', '.join(diffs)}); "
             "restore them, or train from scratch without --resume"
         )
+
+
+def _to_resume(paths: Paths, cfg: Config, resume: bool, device: torch.device) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint state to continue from, and a note saying which and why ("" when none).
+
+    `--resume`: the newest good checkpoint (the previous one when the current is damaged), or an error.
+    Without it, a run that was stopped before its end (killed, Ctrl-C, a damaged file) continues by itself when
+    its checkpoint was written with exactly these data and train settings and is short of train.steps; a
+    finished run, or one with other settings, is not touched: training starts from scratch."""
+    if resume:
+        state, used, why = checkpoint.load_latest(paths.checkpoint, map_location=device)
+        _check_resumable(state["config"], cfg)
+        if why:  # the current file is damaged: drop it, or the next save would rotate it over the good one
+            paths.checkpoint.unlink(missing_ok=True)
+        return state, (f"resuming from {used} (step {state['step']}): {why}" if why else "")
+    if not (paths.checkpoint.exists() or checkpoint.previous(paths.checkpoint).exists()):
+        return None, ""
+    try:
+        state, used, why = checkpoint.load_latest(paths.checkpoint, map_location=device)
+    except GanforgeError as exc:
+        return None, f"starting from scratch: {exc}"
+    if state["step"] >= cfg.train.steps or _setting_diffs(state["config"], cfg, set()):
+        return None, ""
+    how = ""
+    if why:
+        paths.checkpoint.unlink(missing_ok=True)
+        how = f"; {why}"
+    return state, f"continuing the interrupted run of these settings from {used} (step {state['step']}){how}"
+
+
+def _divergence(
+    values: dict[str, float], grad_norm: float, gan: GANStep, tc: TrainConfig, step: int, n: int
+) -> str | None:
+    """Why the run diverged over the last `n` steps (NaN/Inf loss or weights, a gradient norm over the limit)."""
+    span = f"between steps {step - n + 1} and {step}"
+    if bad := [k for k in STATS[:2] if not math.isfinite(values[k])]:
+        return f"{bad[0]} became {values[bad[0]]} {span}"
+    if name := gan.bad_weights():
+        return f"{name} holds NaN/Inf weights at step {step}"
+    if gan.check_grads and not grad_norm <= tc.grad_norm_limit:
+        return f"a gradient norm of {grad_norm:.4g} {span} is over train.grad_norm_limit={tc.grad_norm_limit:g}"
+    return None
+
+
+def _stop(
+    problem: str,
+    paths: Paths,
+    run: tracking.TrainRun,
+    divergences: list[dict[str, Any]],
+    step: int,
+    good: int | None,
+) -> None:
+    divergences.append({"step": step, "reason": problem, "action": "stopped"})
+    _record_divergence(paths, run, divergences, step)
+    again = f" (after {len(divergences) - 1} rollback(s))" if len(divergences) > 1 else ""
+    kept = "no checkpoint was written yet" if good is None else f"the last good checkpoint ({paths.checkpoint}, step "
+    kept += "" if good is None else f"{good}) is intact"
+    raise TrainingDiverged(
+        f"train: {problem}{again}; {kept}; try lower train.lr_g/train.lr_d, train.precision=fp32 or "
+        "train.on_divergence=rollback"
+    )
+
+
+def _roll_back(
+    problem: str, gan: GANStep, paths: Paths, tc: TrainConfig, device: torch.device, divergences: list[dict[str, Any]]
+) -> int:
+    """Back to this run's last checkpoint, with both learning rates lowered (once more per rollback); the RNG
+    streams go on, so other batches and noise follow. Returns the checkpoint's step."""
+    gan.load_state_dict(checkpoint.load_latest(paths.checkpoint, map_location=device)[0])
+    factor = tc.rollback_lr_factor ** (len(divergences) + 1)
+    gan.set_lr(tc.lr_g * factor, tc.lr_d * factor)
+    step = gan.step_count
+    divergences.append({"step": step, "reason": problem, "action": f"rolled back to step {step}, lr x{factor:g}"})
+    return step
+
+
+def _record_divergence(paths: Paths, run: tracking.TrainRun, divergences: list[dict[str, Any]], step: int) -> None:
+    """The divergence in metrics/train.json (status diverged when it stops the run) and on the MLflow run."""
+    last = divergences[-1]
+    if last["action"] == "stopped":
+        record = {"status": "diverged", "step": step, "reason": last["reason"], "rollbacks": len(divergences) - 1,
+                  "divergences": divergences}  # fmt: skip
+        write_text_atomic(paths.metrics / "train.json", json.dumps(record, indent=2) + "\n")
+    run.set_tags({"ganforge.divergence": f"step {last['step']}: {last['reason']} -> {last['action']}"})
+    run.log_metrics(step, {"divergences": len(divergences)})
 
 
 def _sample_grid(gan: GANStep, z: torch.Tensor, y: torch.Tensor | None, cols: int, out: Path) -> None:
@@ -320,9 +446,8 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     )
     gan = GANStep(tc, spec, device, amp)
     sampler = BatchSampler(labels.cpu(), tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
-    if resume:
-        state = checkpoint.load(paths.checkpoint, map_location=device)
-        _check_resumable(state["config"], cfg)
+    state, resumed = _to_resume(paths, cfg, resume, device)
+    if state is not None:
         gan.load_state_dict(state)
         sampler.set_state(state["rng"]["sampler"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -335,7 +460,9 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     if start >= tc.steps:
         raise GanforgeError(f"--resume: the checkpoint is already at step {start} >= train.steps={tc.steps}")
 
-    run = tracking.start_train_run(cfg, paths.mlflow_run, resume=resume)
+    run = tracking.start_train_run(
+        cfg, paths.mlflow_run, resume=state is not None, run_id=None if state is None else state.get("run_id")
+    )
     conditional = spec.num_classes > 0
     fixed_z, fixed_y, cols = _fixed_inputs(spec, tc.seed)
     paths.samples_dir.mkdir(parents=True, exist_ok=True)
@@ -344,6 +471,8 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     n_acc = 0
     last: dict[str, float] = {}
     last_good_step = start
+    have_checkpoint = state is not None  # this run's checkpoint on disk: where a rollback goes back to
+    divergences: list[dict[str, Any]] = []
 
     def save_checkpoint(step: int) -> None:
         rng = {"torch": torch.get_rng_state(), "sampler": sampler.state()}
@@ -358,6 +487,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                 "class_names": list(data.class_names),
                 "rng": rng,
                 "stats": dict(last),
+                "run_id": run.run_id or None,
             },
         )
 
@@ -377,24 +507,31 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                 acc += gan.step(gan.batch(images[idx]), y)
                 n_acc += 1
                 step += 1
+                faults.reach("train.step")
                 bar.update(1)
                 end = step == tc.steps or stop.set
                 sample_now = end or step % tc.sample_every == 0
                 checkpoint_now = end or step % tc.checkpoint_every == 0
                 if sample_now or checkpoint_now or step % tc.log_every == 0:  # nothing is written unchecked
                     values = dict(zip(STATS, (acc / n_acc).tolist(), strict=True))
-                    bad = [k for k in STATS[:2] if not math.isfinite(values[k])]
-                    if bad:
-                        raise TrainingDiverged(
-                            f"train: {bad[0]} became {values[bad[0]]} between steps {step - n_acc + 1} and {step}; "
-                            f"the last good checkpoint ({paths.checkpoint}, step {last_good_step}) is intact; "
-                            "try lower train.lr_g/train.lr_d or train.precision=fp32"
-                        )
+                    grad_norm = gan.take_grad_norm()
+                    problem = _divergence(values, grad_norm, gan, tc, step, n_acc)
                     acc.zero_()
                     n_acc = 0
+                    if problem:
+                        can_roll_back = have_checkpoint and len(divergences) < tc.max_rollbacks
+                        if tc.on_divergence != "rollback" or not can_roll_back:
+                            _stop(problem, paths, run, divergences, step, last_good_step if have_checkpoint else None)
+                        step = _roll_back(problem, gan, paths, tc, device, divergences)
+                        _record_divergence(paths, run, divergences, step)
+                        log.close()
+                        log = _LossLog(paths.train_losses, step)
+                        bar.n = step
+                        bar.refresh()
+                        continue
                     last = values
                     log.write(step, values)
-                    run.log_metrics(step, values)
+                    run.log_metrics(step, {**values, "grad_norm": grad_norm} if gan.check_grads else values)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                 if sample_now:
                     snap = paths.samples_dir / f"step_{step:06d}.png"
@@ -405,6 +542,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                 if checkpoint_now:
                     save_checkpoint(step)
                     last_good_step = step
+                    have_checkpoint = True
                 if stop.set:
                     break
         seconds = time.perf_counter() - t0
@@ -418,6 +556,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
             precision=precision_name(amp),
             run_id=run.run_id or None,
             interrupted=step < tc.steps,
+            resumed=resumed,
         )
         if not summary.interrupted:
             run.log_metrics(step, {"images_per_sec": summary.images_per_sec, "train_seconds": seconds})
@@ -426,6 +565,10 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         log.close()
         run.finish(status)
     if not summary.interrupted:
-        metrics = {k: v for k, v in asdict(summary).items() if k not in ("start_step", "run_id", "interrupted")}
+        hidden = ("start_step", "run_id", "interrupted", "resumed")
+        metrics = {k: v for k, v in asdict(summary).items() if k not in hidden}
+        metrics["rollbacks"] = len(divergences)
+        if divergences:
+            metrics["divergences"] = divergences
         write_text_atomic(paths.metrics / "train.json", json.dumps(metrics, indent=2) + "\n")
     return summary
