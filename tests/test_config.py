@@ -128,3 +128,9 @@ def test_cli_help_lists_commands():
     assert out.returncode == 0
     for cmd in ("prepare", "train", "config", "report"):
         assert cmd in out.stdout
+
+
+def test_class_loss_needs_a_conditional_model():
+    with pytest.raises(ConfigError, match=r"train\.class_loss needs class labels"):
+        load_config(ROOT / "params.yaml", ["train.class_loss=1", "train.conditional=false"])
+    assert load_config(ROOT / "params.yaml", ["train.class_loss=1"]).train.class_loss == 1.0

@@ -133,3 +133,27 @@ def test_model_and_data_kinds_must_match(tmp_path, clips, digits16):
     images = workdir(tmp_path, digits16, "images")
     with pytest.raises(GanforgeError, match=r"train.model=mocogan trains on video clips, but .* holds images"):
         train(cfg(), images, progress=False)
+
+
+def test_class_head_classifies_the_frames_the_image_head_sees():
+    s = spec(class_head=True)
+    G, D = build(s)
+    y = torch.tensor([0, 0, 9, 9])
+    x = G(torch.randn(4, s.latent_dim), y)
+    (frame_logits, clip_logits), ce = D(x, y, classes=True)
+    assert frame_logits.shape == (4,) and clip_logits.shape == (4,) and ce.shape == () and ce.item() > 0
+    ce.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D.image.classify.parameters())
+
+
+def test_class_loss_trains_and_resumes_exactly(tmp_path, clips):
+    straight = workdir(tmp_path, clips, "straight")
+    train(cfg("train.steps=4", "train.class_loss=1.0"), straight, progress=False)
+    state = checkpoint.load(straight.checkpoint)
+    assert state["spec"]["class_head"] is True and any("classify" in k for k in state["D"])
+    halves = workdir(tmp_path, clips, "halves")
+    train(cfg("train.steps=2", "train.class_loss=1.0"), halves, progress=False)
+    train(cfg("train.steps=4", "train.class_loss=1.0"), halves, resume=True, progress=False)
+    states_equal(state, checkpoint.load(halves.checkpoint))
+    with pytest.raises(GanforgeError, match=r"train\.class_loss"):
+        train(cfg("train.steps=6", "train.class_loss=2.0"), halves, resume=True, progress=False)

@@ -148,6 +148,7 @@ class TrainConfig(Section):
     d_norm: Literal["batch", "spectral", "none"] = "spectral"
     loss: str = "hinge"
     pack: int = Field(2, ge=1, le=8)
+    class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
     image_d_frames: int = Field(2, ge=1, le=64)  # video models: frames per clip shown to the image discriminator
     steps: int = Field(1500, ge=1)
@@ -193,6 +194,8 @@ class TrainConfig(Section):
     def _pack_divides_batch(self) -> TrainConfig:
         if self.batch_size % self.pack:
             raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of train.pack ({self.pack})")
+        if self.class_loss and not self.conditional:
+            raise ValueError("train.class_loss needs class labels: set train.conditional=true (or class_loss=0)")
         return self
 
 

@@ -34,6 +34,7 @@ class ModelSpec:
     g_upsample: str = "bilinear"
     d_norm: str = "batch"
     pack: int = 1
+    class_head: bool = False  # D also classifies what it sees (AC-GAN auxiliary loss, `train.class_loss`)
     frames: int = 0  # video families: frames per clip (T); 0 for image families
     motion_dim: int = 0  # video families: motion noise per frame (the latent holds z_dim + frames * motion_dim)
     image_d_frames: int = 0  # video families: frames per clip shown to the image discriminator

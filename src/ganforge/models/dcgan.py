@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganforge.models import ModelSpec, register
@@ -91,13 +93,16 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = conv(widths[-1], 1, 4, 1, 0)
         self.embed = nn.Embedding(spec.num_classes, widths[-1]) if spec.num_classes else None
+        self.classify = nn.Linear(widths[-1], spec.num_classes) if spec.class_head and spec.num_classes else None
         self.apply(init_weights)
         if spec.d_norm == "spectral":
             for m in list(self.modules()):
-                if isinstance(m, nn.Conv2d | nn.Embedding):
+                if isinstance(m, nn.Conv2d | nn.Embedding | nn.Linear):
                     nn.utils.parametrizations.spectral_norm(m)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> Any:
+        """Logits [B / pack]. With `classes=True` (a `class_head` D): (logits, cross-entropy of the class head
+        against y), the AC-GAN auxiliary loss (Odena et al. 2017)."""
         p = self.spec.pack
         if p > 1:  # consecutive groups of `pack` images become one sample with pack*C channels
             b, c, h, w = x.shape
@@ -108,7 +113,12 @@ class Discriminator(nn.Module):
             if y is None:
                 raise ValueError("this discriminator is class-conditional: pass labels y")
             y = y[::p]
-            out = out + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
+            pooled = h.sum(dim=(2, 3))
+            out = out + (self.embed(y) * pooled).sum(dim=1)
+            if classes:
+                if self.classify is None:
+                    raise ValueError("this discriminator has no class head (train.class_loss is 0)")
+                return out, F.cross_entropy(self.classify(pooled).float(), y)
         return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,9 +110,14 @@ class VideoDiscriminator(nn.Module):
         idx = torch.randint(t, (k, n), device=x.device)
         return x.permute(2, 0, 1, 3, 4)[idx, torch.arange(n, device=x.device)[None, :]].flatten(0, 1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> Any:
+        """(frame logits, clip logits); with `classes=True`: ((frame logits, clip logits), the image head's class
+        cross-entropy on its frames)."""
         k = self.spec.image_d_frames
         y_frames = None if y is None else y.repeat(k)
+        if classes:
+            frame, ce = self.image(self.frames(x), y_frames, classes=True)
+            return (frame, self.video(x, y)), ce
         return self.image(self.frames(x), y_frames), self.video(x, y)
 
 

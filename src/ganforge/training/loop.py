@@ -85,6 +85,7 @@ class GANStep:
         self.amp = amp
         self.loss = LOSSES[tc.loss]
         self.ema_decay = tc.ema_decay
+        self.class_loss = tc.class_loss if spec.class_head else 0.0
         # NHWC for image models; clips are 5-D, where the 3-D convolutions keep the default layout
         nhwc = tc.channels_last and spec.kind == "image"
         self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
@@ -139,10 +140,14 @@ class GANStep:
         x = images_u8.to(self.device, non_blocking=True).float().mul_(2 / 255).sub_(1)
         return x.contiguous(memory_format=self.memory_format)
 
-    def heads(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """D's logits as a tuple of heads (one for image models; frames and clips for video models)."""
-        out = self.D(x, y)
-        return tuple(h.float() for h in out) if isinstance(out, tuple) else (out.float(),)
+    def heads(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """D's logits as a tuple of heads (one for image models; frames and clips for video models), and the
+        cross-entropy of D's class head against y (AC-GAN, `train.class_loss`; 0 when off)."""
+        if self.class_loss:
+            out, ce = self.D(x, y, classes=True)
+        else:
+            out, ce = self.D(x, y), torch.zeros((), device=x.device)
+        return (tuple(h.float() for h in out) if isinstance(out, tuple) else (out.float(),)), ce
 
     def step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """One D update and one G update on a batch; returns STATS as a device tensor (no host sync).
@@ -150,15 +155,17 @@ class GANStep:
         z = torch.randn(real.shape[0], self.spec.latent_dim, device=self.device)
         with self.autocast():
             fake = self.G(z, y)
-            d_real = self.heads(real, y)
-            d_fake = self.heads(fake.detach(), y)
+            d_real, ce_real = self.heads(real, y)
+            d_fake, _ = self.heads(fake.detach(), y)  # D's class head learns from real samples only
             loss_d = torch.stack([self.loss.d(r, f) for r, f in zip(d_real, d_fake, strict=True)]).sum()
+            loss_d = loss_d + self.class_loss * ce_real
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self._track_grad_norm(self.opt_D)
         self.scaler.step(self.opt_D)
         with self.autocast():
-            loss_g = torch.stack([self.loss.g(f) for f in self.heads(fake, y)]).sum()
+            g_fake, ce_fake = self.heads(fake, y)
+            loss_g = torch.stack([self.loss.g(f) for f in g_fake]).sum() + self.class_loss * ce_fake
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self._track_grad_norm(self.opt_G)
@@ -440,6 +447,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         g_upsample=tc.g_upsample,
         d_norm=tc.d_norm,
         pack=tc.pack,
+        class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
         frames=data.frames or 0,
         motion_dim=tc.motion_dim if kind == "video" else 0,
         image_d_frames=tc.image_d_frames if kind == "video" else 0,
