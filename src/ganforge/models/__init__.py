@@ -6,7 +6,9 @@ Every generator maps `(z, y)`, z of `spec.latent_dim`, to samples in [-1, 1]: im
 video families clips [N, C, T, H, W]; y is class indices [N] or, for blends between classes (class morphs),
 class weights [N, num_classes]. A discriminator maps `(x, y)` to one logit per pack of `spec.pack` samples,
 or to a tuple of such logit tensors, one per head (video families: sampled frames, whole clips); the
-losses are summed over heads.
+losses are summed over heads. A discriminator built with `spec.class_head` also takes `classes=True` and
+then returns (its logits as above, the cross-entropy of its class head against y): the AC-GAN auxiliary
+loss that `train.class_loss` weighs.
 """
 
 from __future__ import annotations
