@@ -96,6 +96,6 @@ def test_class_head_gives_the_auxiliary_loss():
         D(x, y, classes=True)[1].backward()
         opt.step()
     assert float(D(x, y, classes=True)[1]) < first
-    _, plain = build(ModelSpec("dcgan", 16, 1, 4, z_dim=8, g_width=8, d_width=8))
-    with pytest.raises(ValueError, match="no class head"):
-        plain(x, y, classes=True)
+    for no_head in (ModelSpec("dcgan", 16, 1, 4, z_dim=8, g_width=8, d_width=8), ModelSpec("dcgan", 16, 1, 0)):
+        with pytest.raises(ValueError, match="no class head"):
+            build(no_head)[1](x, y, classes=True)

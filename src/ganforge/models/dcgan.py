@@ -103,6 +103,8 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> Any:
         """Logits [B / pack]. With `classes=True` (a `class_head` D): (logits, cross-entropy of the class head
         against y), the AC-GAN auxiliary loss (Odena et al. 2017)."""
+        if classes and self.classify is None:
+            raise ValueError("this discriminator has no class head (train.class_loss is 0)")
         p = self.spec.pack
         if p > 1:  # consecutive groups of `pack` images become one sample with pack*C channels
             b, c, h, w = x.shape
@@ -115,9 +117,7 @@ class Discriminator(nn.Module):
             y = y[::p]
             pooled = h.sum(dim=(2, 3))
             out = out + (self.embed(y) * pooled).sum(dim=1)
-            if classes:
-                if self.classify is None:
-                    raise ValueError("this discriminator has no class head (train.class_loss is 0)")
+            if self.classify is not None and classes:
                 return out, F.cross_entropy(self.classify(pooled).float(), y)
         return out
 
