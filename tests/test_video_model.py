@@ -2,7 +2,6 @@
 (checkpoints, exact resume, sample grids, kind checks)."""
 
 import csv
-import shutil
 
 import pytest
 import torch
@@ -11,12 +10,11 @@ from PIL import Image
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError
 from ganforge.models import KINDS, ModelSpec, build
-from ganforge.paths import Paths
 from ganforge.training import checkpoint
 from ganforge.training.loop import train
 
 from .conftest import ROOT, TINY_VIDEO
-from .test_train import states_equal
+from .test_train import states_equal, workdir
 
 
 def spec(**kw):
@@ -90,12 +88,6 @@ def test_frames_shown_to_the_image_discriminator_are_clip_frames():
 @pytest.fixture(scope="module")
 def clips(tiny_video_project):
     return tiny_video_project.prepared
-
-
-def workdir(tmp_path, prepared, name):
-    paths = Paths(tmp_path / name)
-    shutil.copytree(prepared, paths.prepared)
-    return paths
 
 
 def cfg(*extra):

@@ -230,15 +230,20 @@ def load(path: Path) -> tuple[Classifier, dict[str, Any]]:
             f"evaluate: no in-domain classifier ({why}); either set evaluate.extractor=inception "
             "(weights via evaluate.inception_weights or the torch hub cache), or prepare one sub-folder per class"
         )
-    arch = checked_record(state, path, "ganforge classifier")
+    return built(path, state, "ganforge classifier", Classifier, checked_record(state, path, "ganforge classifier"))
+
+
+def built(path: Path, state: dict[str, Any], what: str, cls: Callable[..., nn.Module], arch: dict) -> tuple[Any, dict]:
+    """The network `cls(**arch)` with the file's weights (checked against its shapes first, so a hostile file is
+    refused before it is loaded), frozen in eval mode, and the file's record (all but the weights, plus its sha256)."""
     safeload.check_weights(
         path,
-        "ganforge classifier",
-        lambda: {"state_dict": Classifier(**arch)},
-        ("classifier", *sorted(arch.items())),
+        what,
+        lambda: {"state_dict": cls(**arch)},
+        (cls.__name__, *sorted(arch.items())),
         {"state_dict": state.get("state_dict")},
     )
-    net = Classifier(**arch)
+    net = cls(**arch)
     net.load_state_dict(state["state_dict"])
     record = {k: v for k, v in state.items() if k != "state_dict"}
     record["sha256"] = sha256_file(path)

@@ -34,8 +34,8 @@ from torch import nn
 from ganforge import safeload
 from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, checked_record, fit
-from ganforge.paths import Paths, atomic_path, sha256_file
+from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, built, checked_record, fit
+from ganforge.paths import Paths, atomic_path
 
 if TYPE_CHECKING:
     from ganforge.data.dataset import PreparedData
@@ -212,16 +212,5 @@ def load(path: Path) -> tuple[ClipClassifier, dict[str, Any]]:
     if "unavailable" in state:
         why = " ".join(str(state["unavailable"]).split())[:200]  # one line, whatever the file says
         raise ClipClassifierUnavailable(f"no in-domain clip classifier ({why})")
-    arch = checked_record(state, path, "ganforge clip classifier", ("resolution", "frames"))
-    safeload.check_weights(
-        path,
-        "ganforge clip classifier",
-        lambda: {"state_dict": ClipClassifier(**arch)},
-        ("clip_classifier", *sorted(arch.items())),
-        {"state_dict": state.get("state_dict")},
-    )
-    net = ClipClassifier(**arch)
-    net.load_state_dict(state["state_dict"])
-    record = {k: v for k, v in state.items() if k != "state_dict"}
-    record["sha256"] = sha256_file(path)
-    return net.eval().requires_grad_(False), record
+    what = "ganforge clip classifier"
+    return built(path, state, what, ClipClassifier, checked_record(state, path, what, ("resolution", "frames")))
