@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.linalg
-import scipy.spatial.distance
 import torch
 from torch import Tensor, nn
 
@@ -25,38 +23,12 @@ from ganforge.paths import Paths, sha256_file
 from ganforge.training import checkpoint
 
 from .conftest import ROOT, TINY_VIDEO, copy_project
+from .test_metrics import _fid_scipy, _kid_numpy, _manifold_numpy
 
 EVAL = [*TINY_VIDEO, "evaluate.n_fake_clips=20", "evaluate.kid_subsets=5", "evaluate.kid_subset_size=20"]
 
 
 # --- references ----------------------------------------------------------------------------------------------------
-
-
-def _fd_scipy(real: np.ndarray, fake: np.ndarray) -> float:
-    mu1, mu2 = real.mean(axis=0), fake.mean(axis=0)
-    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
-
-
-def _kid_numpy(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2, kernel (x.y / D + 1)^3, on all the data (equal set sizes)."""
-    m, dim = x.shape
-    kxx, kyy, kxy = ((a @ b.T / dim + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
-    return float((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2)
-
-
-def _manifold_numpy(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
-    """Precision/recall (Kynkäänniemi et al. 2019), density/coverage (Naeem et al. 2020) with full matrices."""
-    d_rr, d_ff, d_fr = (scipy.spatial.distance.cdist(a, b) for a, b in ((real, real), (fake, fake), (fake, real)))
-    r_real, r_fake = np.sort(d_rr, axis=1)[:, k], np.sort(d_ff, axis=1)[:, k]
-    inside_real = d_fr <= r_real[None, :]
-    return {
-        "precision": float(inside_real.any(axis=1).mean()),
-        "recall": float((d_fr <= r_fake[:, None]).any(axis=0).mean()),
-        "density": float(inside_real.sum() / (k * len(fake))),
-        "coverage": float((d_fr.min(axis=0) <= r_real).mean()),
-    }
 
 
 def _motion_numpy(clips_u8: np.ndarray) -> float:
@@ -177,15 +149,15 @@ def test_video_scores_match_numpy_and_scipy_references(i3d_file, monkeypatch):
     assert fake.shape == (40, 1, 3, 8, 8) and torch.bincount(y).tolist() == [14, 13, 13]
 
     fr, ff = frame_features(clips.all_frames(real)), frame_features(clips.all_frames(fake))
-    assert scores["fid"] == pytest.approx(_fd_scipy(fr, ff), rel=1e-6)  # every frame
+    assert scores["fid"] == pytest.approx(_fid_scipy(fr, ff), rel=1e-6)  # every frame
     assert scores["kid_mean"] == pytest.approx(_kid_numpy(fr, ff), rel=1e-9)
     g = torch.Generator().manual_seed(ec.seed)  # k-NN scores: one random frame per clip, real picks first
     picks = [torch.randint(0, 3, (40,), generator=g).numpy() for _ in range(2)]
     one_real, one_fake = (f.reshape(40, 3, -1)[np.arange(40), p] for f, p in zip((fr, ff), picks, strict=True))
     reference = _manifold_numpy(one_real, one_fake, ec.k)
     assert {k: scores[k] for k in reference} == pytest.approx(reference, abs=1e-12)
-    assert video["clip_fd"] == pytest.approx(_fd_scipy(clip_features(real), clip_features(fake)), rel=1e-6)
-    assert video["fvd"] == pytest.approx(_fd_scipy(fake_i3d_numpy(real), fake_i3d_numpy(fake)), rel=1e-5)
+    assert video["clip_fd"] == pytest.approx(_fid_scipy(clip_features(real), clip_features(fake)), rel=1e-6)
+    assert video["fvd"] == pytest.approx(_fid_scipy(fake_i3d_numpy(real), fake_i3d_numpy(fake)), rel=1e-5)
     assert video["motion"] == pytest.approx(_motion_numpy(fake.numpy()) / _motion_numpy(real.numpy()), rel=1e-12)
     assert scores["class_accuracy"] == pytest.approx(float((y == 0).double().mean()))  # zero logits: class 0
     assert list(scores) == [*SCORE_KEYS, "class_accuracy"]
@@ -258,7 +230,7 @@ def test_evaluate_video_with_fvd_from_a_local_torchscript_file(project, i3d_file
     ev = json.loads((project.metrics / "eval.json").read_text())
     fake, _ = generate(checkpoint.load_generator(project.checkpoint), 20, 10, cfg.evaluate.seed, 1.0, 20)
     real, _ = PreparedData.open(project.prepared, kinds=KINDS).load("test")
-    assert ev["video"]["fvd"] == pytest.approx(_fd_scipy(fake_i3d_numpy(real), fake_i3d_numpy(fake)), rel=1e-5)
+    assert ev["video"]["fvd"] == pytest.approx(_fid_scipy(fake_i3d_numpy(real), fake_i3d_numpy(fake)), rel=1e-5)
     assert ev["protocol"]["fvd_weights_sha256"] == sha and "FVD " in summary.line(project.metrics / "eval.json")
 
 
