@@ -62,6 +62,11 @@ def frame_features(x: Tensor) -> np.ndarray:
     return (x.reshape(len(x), 64).double().numpy() / 255) @ _projection(5, 1).numpy()
 
 
+def frame_classes(x: Tensor) -> np.ndarray:
+    """uint8 images [N, 1, 8, 8] -> a stand-in frame classifier's class (of 3): the mean pixel, mod 3."""
+    return x.reshape(len(x), 64).double().mean(dim=1).long().numpy() % 3
+
+
 def clip_features(x: Tensor) -> np.ndarray:
     """uint8 clips [N, 1, 3, 8, 8] -> 6-d features: the clip feature space (uses every frame)."""
     f = x.double().numpy() / 255
@@ -135,7 +140,7 @@ def test_video_scores_match_numpy_and_scipy_references(i3d_file, monkeypatch):
     real = torch.randint(0, 256, (40, 1, 3, 8, 8), dtype=torch.uint8, generator=g)  # 120 frames, as many as fake
     detector = torch.jit.load(str(i3d_file[0]))
     space = VideoSpace(
-        frames=lambda x: (torch.from_numpy(frame_features(x)), None),
+        frames=lambda x: (torch.from_numpy(frame_features(x)), torch.eye(3)[frame_classes(x)]),
         real_frames=torch.from_numpy(frame_features(clips.all_frames(real))),
         clips=lambda x: (torch.from_numpy(clip_features(x)), torch.zeros(len(x), 3)),
         real_clips=torch.from_numpy(clip_features(real)),
@@ -160,7 +165,10 @@ def test_video_scores_match_numpy_and_scipy_references(i3d_file, monkeypatch):
     assert video["fvd"] == pytest.approx(_fid_scipy(fake_i3d_numpy(real), fake_i3d_numpy(fake)), rel=1e-5)
     assert video["motion"] == pytest.approx(_motion_numpy(fake.numpy()) / _motion_numpy(real.numpy()), rel=1e-12)
     assert scores["class_accuracy"] == pytest.approx(float((y == 0).double().mean()))  # zero logits: class 0
-    assert list(scores) == [*SCORE_KEYS, "class_accuracy"]
+    hits = frame_classes(clips.all_frames(fake)).reshape(40, 3) == y.numpy()[:, None]  # every frame of each clip
+    assert scores["frame_class_accuracy"] == pytest.approx(hits.mean(), rel=1e-12)
+    assert video["frame_class_accuracy_by_class"] == pytest.approx({str(c): hits[y == c].mean() for c in range(3)})
+    assert list(scores) == [*SCORE_KEYS, "frame_class_accuracy", "class_accuracy"]
 
 
 # --- features stage ------------------------------------------------------------------------------------------------
@@ -201,9 +209,11 @@ def test_evaluate_video_records_clip_scores_with_protocol(project):
     cfg = load_config(ROOT / "params.yaml", EVAL)
     first = evaluate(cfg, project)
     ev = json.loads((project.metrics / "eval.json").read_text())
-    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "class_accuracy"):
+    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "class_accuracy", "frame_class_accuracy"):
         assert np.isfinite(ev[key]), key
     v = ev["video"]
+    assert set(v["frame_class_accuracy_by_class"]) <= {str(c) for c in range(10)}
+    assert "every generated frame" in v["frame_class_accuracy"]
     assert v["clip_fd"] > 0 and v["motion"] > 0 and v["motion_real"] > 0
     assert v["fvd"] is None and v["fvd_note"] == fvd.NOT_COMPUTED
     assert "not FVD" in v["clip_fd_about"]

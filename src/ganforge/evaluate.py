@@ -168,6 +168,8 @@ class EvalSummary:
             parts = [f"per-frame FID {s['fid']:.3f}", f"KID {s['kid_mean']:.4f}"]
             if "class_accuracy" in s:
                 parts.append(f"clip class accuracy {s['class_accuracy']:.3f}")
+            if "frame_class_accuracy" in s:
+                parts.append(f"frame class accuracy {s['frame_class_accuracy']:.3f}")
             parts += [f"precision {s['precision']:.3f}", f"recall {s['recall']:.3f}"]
             parts.append("clip FD n/a" if v["clip_fd"] is None else f"in-domain clip FD {v['clip_fd']:.3f}")
             parts.append("motion n/a" if v["motion"] is None else f"motion {v['motion']:.2f}")
@@ -317,7 +319,7 @@ def score_video(
 
     frames = G.spec.frames
     fake, y = generate(G, ec.n_fake_clips, num_classes, ec.seed, ec.truncation, max(1, ec.batch_size // frames))
-    fake_frame_features, _ = space.frames(all_frames(fake))
+    fake_frame_features, frame_logits = space.frames(all_frames(fake))
     kid_mean, kid_std = kernel_distance(
         space.real_frames, fake_frame_features, subsets=ec.kid_subsets, subset_size=ec.kid_subset_size, seed=ec.seed
     )
@@ -327,6 +329,12 @@ def score_video(
         "kid_std": kid_std,
         **manifold_scores(*one_frame_per_clip(space.real_frames, fake_frame_features, frames, ec.seed), k=ec.k),
     }
+    by_class = None
+    if y is not None and frame_logits is not None:  # legibility: is every frame, not only the clip, its class?
+        y_frames = y.repeat_interleave(frames)
+        scores["frame_class_accuracy"] = class_accuracy(frame_logits, y_frames)
+        by_class = {str(c): class_accuracy(frame_logits[y_frames == c], y_frames[y_frames == c])
+                    for c in range(num_classes) if bool((y_frames == c).any())}  # fmt: skip
     clip_fd = None
     if space.clips is not None and space.real_clips is not None:
         fake_clip_features, logits = space.clips(fake)
@@ -343,6 +351,7 @@ def score_video(
         "motion": fake_motion / space.real_motion if space.real_motion > 0 else None,
         "motion_fake": fake_motion,
         "motion_real": space.real_motion,
+        "frame_class_accuracy_by_class": by_class,
     }
     return scores, video
 
@@ -457,6 +466,12 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
             "clip classifier's arg-max on generated clips against their conditioning class"
             if "class_accuracy" in scores
             else "not computed (unconditional generator or no clip classifier)"
+        ),
+        frame_class_accuracy=(
+            "frame classifier's arg-max on every generated frame against its clip's conditioning class: whether "
+            "the content stays legible in every frame (frame_class_accuracy_by_class: the same per class)"
+            if "frame_class_accuracy" in scores
+            else "not computed (unconditional generator or a frame extractor without class logits)"
         ),
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
