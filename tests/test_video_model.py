@@ -10,6 +10,7 @@ from PIL import Image
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError
 from ganforge.models import KINDS, ModelSpec, build
+from ganforge.models.mocogan import VideoGenerator
 from ganforge.training import checkpoint
 from ganforge.training.loop import train
 
@@ -62,6 +63,34 @@ def test_content_fixes_what_motion_moves():
     assert torch.equal(a[:, :, :4], b[:, :, :4])  # frames 0..3 come from the same noise
     assert not torch.allclose(a[:, :, 4:], b[:, :, 4:])
     assert (a[:, :, 1:] - a[:, :, :-1]).abs().amax() > 0  # frames differ: the clip moves
+
+
+def test_translate_moves_frames_and_fills_with_background():
+    """motion_warp=translate: a frame shifted by tanh(offset) half-frames; what comes in is background (-1)."""
+    frame = torch.full((2, 1, 8, 8), -1.0)
+    frame[:, 0, 3, 3] = 1.0
+    offset = torch.atanh(torch.tensor([[0.25, 0.0], [0.0, -0.5]]))  # 1 px right; 2 px up (half a frame = 4 px)
+    moved = VideoGenerator.translate(frame, offset)
+    assert (moved[0, 0] > 0).nonzero().tolist() == [[3, 4]] and (moved[1, 0] > 0).nonzero().tolist() == [[1, 3]]
+    assert torch.allclose(moved[moved < 0], torch.tensor(-1.0))  # no grey border comes in
+    assert torch.equal(VideoGenerator.translate(frame, torch.zeros(2, 2)), frame)
+
+
+def test_translate_is_learnable_and_starts_near_identity():
+    s = spec(num_classes=0, motion_warp="translate")
+    G, _ = build(s)
+    G.eval()
+    plain = build(spec(num_classes=0))[0].eval()
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("shift.")})
+    z = torch.randn(3, s.latent_dim)
+    x = G(z)
+    assert x.shape == (3, 1, 8, 32, 32) and x.min() >= -1 and x.max() <= 1
+    inner = (slice(None),) * 3 + (slice(2, -2),) * 2  # the border takes in background (-1)
+    assert (x - plain(z))[inner].abs().amax() < 0.05  # small shifts at the start
+    x.sum().backward()
+    assert G.shift.weight.grad.abs().sum() > 0  # the offsets learn from the frames
+    with pytest.raises(ValueError, match="motion_warp"):
+        build(spec(motion_warp="rotate"))
 
 
 def test_conditioning_and_soft_labels():

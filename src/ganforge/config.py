@@ -151,6 +151,9 @@ class TrainConfig(Section):
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
     image_d_frames: int = Field(2, ge=1, le=64)  # video models: frames per clip shown to the image discriminator
+    # video models: "translate" = each frame is also shifted by an offset read from its motion code (a spatial
+    # transformer), so that motion can move what the content code draws instead of redrawing it
+    motion_warp: Literal["none", "translate"] = "none"
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1, le=65536)
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)

@@ -4,6 +4,9 @@ G: z = [content (z_dim) | motion noise eps_1..eps_T (motion_dim each)]. A GRU tu
 code m_t per frame; each frame is the DCGAN image generator applied to [content, m_t] (+ class), so the
 content code fixes what is shown and the motion codes move it. Output: clips [N, C, T, H, W] in [-1, 1].
 A whole clip is a function of its z (and class) alone: one seed gives one clip.
+With `motion_warp="translate"` each frame is then shifted by an offset that a linear layer reads from its m_t
+(a spatial transformer, Jaderberg et al. 2015; the background, -1, fills what moves in): the image generator
+need not redraw a shape at every position to move it, so shapes keep their form while they travel.
 
 D has two heads, trained together (the losses are summed): an image discriminator (the DCGAN one, with its
 packing and projection conditioning) on `image_d_frames` frames drawn at random from each clip, which
@@ -18,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganforge.models import ModelSpec, register
@@ -38,6 +42,12 @@ class VideoGenerator(nn.Module):
         self.spec = spec
         self.motion = nn.GRUCell(spec.motion_dim, spec.motion_dim)
         self.frame = ImageGenerator(_frame_spec(spec, spec.z_dim + spec.motion_dim))
+        if spec.motion_warp not in ("none", "translate"):
+            raise ValueError(f"mocogan: motion_warp must be 'none' or 'translate' (got {spec.motion_warp!r})")
+        self.shift = nn.Linear(spec.motion_dim, 2) if spec.motion_warp == "translate" else None
+        if self.shift is not None:  # start near the identity: no shift until G learns to use it
+            nn.init.normal_(self.shift.weight, 0.0, 0.02)
+            nn.init.zeros_(self.shift.bias)
 
     def motion_codes(self, eps: torch.Tensor) -> torch.Tensor:
         """Motion noise [N, T, M] -> motion codes [N, T, M] (GRU from a zero state)."""
@@ -56,7 +66,21 @@ class VideoGenerator(nn.Module):
         per_frame = torch.cat([content[:, None].expand(n, t, s.z_dim), m.to(content.dtype)], dim=2)
         y_frames = None if y is None else y.repeat_interleave(t, dim=0)  # indices [N] or weights [N, K]
         frames = self.frame(per_frame.reshape(n * t, -1), y_frames)  # [N*T, C, H, W]
+        if self.shift is not None:
+            frames = self.translate(frames, self.shift(m.reshape(n * t, -1).to(self.shift.weight.dtype)))
         return frames.reshape(n, t, *frames.shape[1:]).transpose(1, 2)  # [N, C, T, H, W]
+
+    @staticmethod
+    def translate(frames: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Shift frames [B, C, H, W] by tanh(offset) [B, 2] (x, y) in units of half the frame (up to the edge);
+        what comes in is background (-1). Bilinear, so differentiable in the offsets."""
+        b = frames.shape[0]
+        theta = frames.new_zeros(b, 2, 3, dtype=torch.float32)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, :, 2] = -torch.tanh(offset.float())  # the grid samples the source at x - offset
+        grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+        moved = F.grid_sample(frames.float() + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (moved - 1.0).to(frames.dtype)
 
 
 class ClipDiscriminator(nn.Module):

@@ -451,6 +451,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         frames=data.frames or 0,
         motion_dim=tc.motion_dim if kind == "video" else 0,
         image_d_frames=tc.image_d_frames if kind == "video" else 0,
+        motion_warp=tc.motion_warp if kind == "video" else "none",
     )
     gan = GANStep(tc, spec, device, amp)
     sampler = BatchSampler(labels.cpu(), tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
