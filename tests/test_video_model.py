@@ -91,6 +91,27 @@ def test_translate_is_learnable_and_starts_near_identity():
     assert G.shift.weight.grad.abs().sum() > 0  # the offsets learn from the frames
     with pytest.raises(ValueError, match="motion_warp"):
         build(spec(motion_warp="rotate"))
+    assert build(spec(motion_warp="rigid"))[0].shift is not None and plain.shift is None
+
+
+def test_rigid_motion_moves_one_image_per_clip():
+    """motion_warp=rigid: every frame is the clip's one content image, shifted by its motion code's offset."""
+    s = spec(motion_warp="rigid")
+    G, _ = build(s)
+    G.eval()
+    assert G.frame.spec.z_dim == s.z_dim  # the image generator sees the content code only
+    z, y = torch.randn(2, s.latent_dim), torch.tensor([3, 8])
+    with torch.no_grad():
+        torch.nn.init.normal_(G.shift.weight, 0.0, 1.0)  # visible shifts
+        x = G(z, y)
+        image = G.frame(z[:, : s.z_dim], y)
+        m = G.motion_codes(z[:, s.z_dim :].reshape(2, s.frames, s.motion_dim))
+        for t in range(s.frames):
+            assert torch.allclose(x[:, :, t], VideoGenerator.translate(image, G.shift(m[:, t])), atol=1e-6)
+        G.shift.weight.zero_()
+        still = G(z, y)
+    assert (x[:, :, 1:] - x[:, :, :-1]).abs().amax() > 0.1  # it moves
+    assert torch.equal(still, still[:, :, :1].expand_as(still))  # no shift: the same image in every frame
 
 
 def test_conditioning_and_soft_labels():
@@ -137,14 +158,32 @@ def test_train_writes_clip_grids_and_checkpoint(tmp_path, clips):
     assert G(torch.randn(2, G.spec.latent_dim), torch.tensor([1, 2])).shape == (2, 1, 4, 16, 16)
 
 
-def test_resume_is_exact(tmp_path, clips):
+@pytest.mark.parametrize("warp", ["none", "rigid"])
+def test_resume_is_exact(tmp_path, clips, warp):
     straight = workdir(tmp_path, clips, "straight")
-    train(cfg("train.steps=6"), straight, progress=False)
+    train(cfg("train.steps=6", f"train.motion_warp={warp}"), straight, progress=False)
     halves = workdir(tmp_path, clips, "halves")
-    train(cfg("train.steps=3"), halves, progress=False)
-    s = train(cfg("train.steps=6"), halves, resume=True, progress=False)
+    train(cfg("train.steps=3", f"train.motion_warp={warp}"), halves, progress=False)
+    s = train(cfg("train.steps=6", f"train.motion_warp={warp}"), halves, resume=True, progress=False)
     assert s.start_step == 3 and s.steps == 6
+    assert checkpoint.load(halves.checkpoint)["spec"]["motion_warp"] == warp
     states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(halves.checkpoint))
+    with pytest.raises(GanforgeError, match="motion_warp"):  # another warp is another model: no resume
+        train(cfg("train.steps=8", "train.motion_warp=translate"), halves, resume=True, progress=False)
+
+
+def test_checkpoints_from_before_a_new_key_resume_at_its_default(tmp_path, clips):
+    paths = workdir(tmp_path, clips, "old")
+    train(cfg("train.steps=3"), paths, progress=False)
+    state = checkpoint.load(paths.checkpoint)
+    del state["config"]["train"]["motion_warp"], state["spec"]["motion_warp"]  # as written before the key existed
+    checkpoint.save(paths.checkpoint, state)
+    s = train(cfg("train.steps=4"), paths, resume=True, progress=False)
+    assert (s.start_step, s.steps) == (3, 4)
+    paths.checkpoint.unlink()
+    checkpoint.save(paths.checkpoint, state)
+    with pytest.raises(GanforgeError, match=r"train.motion_warp"):
+        train(cfg("train.steps=4", "train.motion_warp=rigid"), paths, resume=True, progress=False)
 
 
 def test_model_and_data_kinds_must_match(tmp_path, clips, digits16):

@@ -152,8 +152,9 @@ class TrainConfig(Section):
     motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
     image_d_frames: int = Field(2, ge=1, le=64)  # video models: frames per clip shown to the image discriminator
     # video models: "translate" = each frame is also shifted by an offset read from its motion code (a spatial
-    # transformer), so that motion can move what the content code draws instead of redrawing it
-    motion_warp: Literal["none", "translate"] = "none"
+    # transformer), so that motion can move what the content code draws instead of redrawing it; "rigid" = one
+    # image per clip from the content code, which the motion codes only move (rigid motion)
+    motion_warp: Literal["none", "translate", "rigid"] = "none"
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1, le=65536)
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)

@@ -7,6 +7,8 @@ A whole clip is a function of its z (and class) alone: one seed gives one clip.
 With `motion_warp="translate"` each frame is then shifted by an offset that a linear layer reads from its m_t
 (a spatial transformer, Jaderberg et al. 2015; the background, -1, fills what moves in): the image generator
 need not redraw a shape at every position to move it, so shapes keep their form while they travel.
+`motion_warp="rigid"` goes one step further: the image generator draws one image per clip from the content code
+alone and the motion codes only move it (rigid motion: sprites, camera pans; 1/T of the generator's work).
 
 D has two heads, trained together (the losses are summed): an image discriminator (the DCGAN one, with its
 packing and projection conditioning) on `image_d_frames` frames drawn at random from each clip, which
@@ -41,10 +43,11 @@ class VideoGenerator(nn.Module):
             raise ValueError(f"mocogan needs frames >= 2 and motion_dim >= 1 (got {spec.frames}, {spec.motion_dim})")
         self.spec = spec
         self.motion = nn.GRUCell(spec.motion_dim, spec.motion_dim)
-        self.frame = ImageGenerator(_frame_spec(spec, spec.z_dim + spec.motion_dim))
-        if spec.motion_warp not in ("none", "translate"):
-            raise ValueError(f"mocogan: motion_warp must be 'none' or 'translate' (got {spec.motion_warp!r})")
-        self.shift = nn.Linear(spec.motion_dim, 2) if spec.motion_warp == "translate" else None
+        if spec.motion_warp not in ("none", "translate", "rigid"):
+            raise ValueError(f"mocogan: motion_warp must be none, translate or rigid (got {spec.motion_warp!r})")
+        self.rigid = spec.motion_warp == "rigid"  # one image per clip, moved: motion does not enter the image G
+        self.frame = ImageGenerator(_frame_spec(spec, spec.z_dim + (0 if self.rigid else spec.motion_dim)))
+        self.shift = nn.Linear(spec.motion_dim, 2) if spec.motion_warp != "none" else None
         if self.shift is not None:  # start near the identity: no shift until G learns to use it
             nn.init.normal_(self.shift.weight, 0.0, 0.02)
             nn.init.zeros_(self.shift.bias)
@@ -63,9 +66,12 @@ class VideoGenerator(nn.Module):
         n, t = z.shape[0], s.frames
         content, eps = z[:, : s.z_dim], z[:, s.z_dim :].reshape(n, t, s.motion_dim)
         m = self.motion_codes(eps)
-        per_frame = torch.cat([content[:, None].expand(n, t, s.z_dim), m.to(content.dtype)], dim=2)
-        y_frames = None if y is None else y.repeat_interleave(t, dim=0)  # indices [N] or weights [N, K]
-        frames = self.frame(per_frame.reshape(n * t, -1), y_frames)  # [N*T, C, H, W]
+        if self.rigid:  # one image per clip, repeated for its frames (then moved)
+            frames = self.frame(content, y).repeat_interleave(t, dim=0)  # [N*T, C, H, W]
+        else:
+            per_frame = torch.cat([content[:, None].expand(n, t, s.z_dim), m.to(content.dtype)], dim=2)
+            y_frames = None if y is None else y.repeat_interleave(t, dim=0)  # indices [N] or weights [N, K]
+            frames = self.frame(per_frame.reshape(n * t, -1), y_frames)  # [N*T, C, H, W]
         if self.shift is not None:
             frames = self.translate(frames, self.shift(m.reshape(n * t, -1).to(self.shift.weight.dtype)))
         return frames.reshape(n, t, *frames.shape[1:]).transpose(1, 2)  # [N, C, T, H, W]

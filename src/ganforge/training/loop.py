@@ -261,9 +261,16 @@ class _StopFlag:
 
 
 def _setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> list[str]:
+    """The data and train keys whose values differ; a key the checkpoint predates counts as its default (a key
+    added later, left at its default, is the model the checkpoint was trained as)."""
     now = cfg.model_dump(mode="json")
-    diffs = [f"data.{k}" for k in now["data"] if saved["data"].get(k) != now["data"][k]]
-    diffs += [f"train.{k}" for k in now["train"] if k not in resumable and saved["train"].get(k) != now["train"][k]]
+    diffs = []
+    for section in ("data", "train"):
+        fields = type(getattr(cfg, section)).model_fields
+        for k, value in now[section].items():
+            old = saved[section][k] if k in saved[section] else fields[k].get_default(call_default_factory=True)
+            if k not in (resumable if section == "train" else ()) and old != value:
+                diffs.append(f"{section}.{k}")
     return diffs
 
 
