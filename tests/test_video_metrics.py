@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from ganforge import cli
 from ganforge.config import load_config
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
@@ -205,10 +206,15 @@ def project(tiny_video_project, tmp_path):
     return copy_project(tiny_video_project, tmp_path / "p")
 
 
-def test_evaluate_video_records_clip_scores_with_protocol(project):
+def test_evaluate_video_records_clip_scores_with_protocol(project, monkeypatch, capsys):
     cfg = load_config(ROOT / "params.yaml", EVAL)
     first = evaluate(cfg, project)
     ev = json.loads((project.metrics / "eval.json").read_text())
+    assert f"frame class accuracy {ev['frame_class_accuracy']:.3f}" in first.line(project.metrics / "eval.json")
+    monkeypatch.chdir(project.root)
+    assert cli.main(["report"]) == 0
+    quality = capsys.readouterr().out.split("Quality")[1]
+    assert f"{ev['class_accuracy']:.3f} (clips), {ev['frame_class_accuracy']:.3f} (every frame)" in quality
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "class_accuracy", "frame_class_accuracy"):
         assert np.isfinite(ev[key]), key
     v = ev["video"]

@@ -181,6 +181,8 @@ def cmd_report(args: argparse.Namespace) -> str:
         ev = json.loads(eval_file.read_text())
         p, reg = ev["protocol"], ev.get("registry", {})
         acc = f", class accuracy {ev['class_accuracy']:.3f}" if "class_accuracy" in ev else ""
+        if "frame_class_accuracy" in ev:  # video: the clip classifier's verdict above, the frame classifier's here
+            acc += f" (clips), {ev['frame_class_accuracy']:.3f} (every frame)"
         print("Quality")
         print(
             f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
