@@ -40,7 +40,7 @@ class ModelSpec:
     frames: int = 0  # video families: frames per clip (T); 0 for image families
     motion_dim: int = 0  # video families: motion noise per frame (the latent holds z_dim + frames * motion_dim)
     image_d_frames: int = 0  # video families: frames per clip shown to the image discriminator
-    motion_warp: str = "none"  # video families: "translate" also shifts each frame by an offset from its motion code
+    motion_warp: str = "none"  # video families: none | translate (+ a shift per frame) | rigid (one image, shifted)
 
     @property
     def latent_dim(self) -> int:
