@@ -38,6 +38,19 @@ def cfg(*extra):
     return load_config(ROOT / "params.yaml", [*TINY, *extra])
 
 
+def straight_and_halves(tmp_path, prepared, make_cfg, steps, *extra):
+    """Train `steps` straight, and `steps // 2` then a resume to `steps`; assert the two end bit for bit equal.
+    Returns (straight, halves) paths for further checks."""
+    straight = workdir(tmp_path, prepared, "straight")
+    train(make_cfg(f"train.steps={steps}", *extra), straight, progress=False)
+    halves = workdir(tmp_path, prepared, "halves")
+    train(make_cfg(f"train.steps={steps // 2}", *extra), halves, progress=False)
+    s = train(make_cfg(f"train.steps={steps}", *extra), halves, resume=True, progress=False)
+    assert s.start_step == steps // 2 and s.steps == steps
+    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(halves.checkpoint))
+    return straight, halves
+
+
 def states_equal(a, b):
     for key in ("G", "D", "G_ema"):
         for name, t in a[key].items():
@@ -70,13 +83,7 @@ def test_train_writes_every_output(tmp_path, digits16):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_is_exact(tmp_path, digits16, precision):
-    straight = workdir(tmp_path, digits16, "straight")
-    train(cfg("train.steps=10", f"train.precision={precision}"), straight, progress=False)
-    halves = workdir(tmp_path, digits16, "halves")
-    train(cfg("train.steps=5", f"train.precision={precision}"), halves, progress=False)
-    s = train(cfg("train.steps=10", f"train.precision={precision}"), halves, resume=True, progress=False)
-    assert s.start_step == 5 and s.steps == 10
-    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(halves.checkpoint))
+    straight, halves = straight_and_halves(tmp_path, digits16, cfg, 10, f"train.precision={precision}")
     # the same loss rows wherever the log intervals coincide (the first half also logged its last step, 5)
     rows_a = {r["step"]: r for r in csv.DictReader(straight.train_losses.open())}
     rows_b = {r["step"]: r for r in csv.DictReader(halves.train_losses.open())}
