@@ -15,10 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
+import torch
 from torch import nn
 
 from ganforge.errors import GanforgeError
+
+
+class DOutput(NamedTuple):
+    """What every discriminator returns: one logit tensor per head (one head for image families; frames and
+    clips for video families), and, for a D with a class head, its class logits and the labels they should
+    predict, row for row (AC-GAN; packing and frame sampling decide how y lines up, so D says it)."""
+
+    logits: tuple[torch.Tensor, ...]
+    class_logits: torch.Tensor | None = None
+    class_target: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
