@@ -244,8 +244,8 @@ def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
     if path in VALID_SPECIAL:
         return VALID_SPECIAL[path]
     if path in (("train", "model"), ("train", "loss")):
-        from ganforge.losses import LOSSES
         from ganforge.models import MODELS
+        from ganforge.training.objective import LOSSES
 
         return st.sampled_from(sorted(MODELS if path[1] == "model" else LOSSES))
     field = FIELDS[path]

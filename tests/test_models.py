@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ganforge.losses import LOSSES
+from ganforge.training.objective import LOSSES
 from ganforge.models import MODELS, ModelSpec, build
 
 
@@ -67,7 +67,7 @@ def test_registry_and_losses():
     assert "dcgan" in MODELS
     real, fake = torch.tensor([3.0, -2.0]), torch.tensor([-3.0, 0.5])
     for name, loss in LOSSES.items():
-        d, g = loss.d(real, fake), loss.g(fake)
+        d, g = loss.d(real, fake), loss.g(fake, real)
         assert d.ndim == 0 and g.ndim == 0 and torch.isfinite(d) and torch.isfinite(g), name
     # non-saturating on logits == BCE with a sigmoid
     bce = torch.nn.functional.binary_cross_entropy_with_logits

@@ -11,7 +11,8 @@ from ganforge.config import load_config
 from ganforge.errors import GanforgeError, TrainingDiverged
 from ganforge.paths import Paths
 from ganforge.training import checkpoint
-from ganforge.training.loop import GANStep, train
+from ganforge.training import loop
+from ganforge.training.loop import train
 
 from .conftest import ROOT
 
@@ -105,35 +106,39 @@ def test_interrupt_checkpoints_then_resume_matches(tmp_path, digits16, monkeypat
     train(cfg("train.steps=8"), straight, progress=False)
 
     paths = workdir(tmp_path, digits16, "interrupted")
-    real_step = GANStep.step
+    real_step = loop.train_step
 
-    def step_then_ctrl_c(self, real, y):
-        out = real_step(self, real, y)
-        if self.step_count == 3:
+    def step_then_ctrl_c(s, next_batch):
+        out = real_step(s, next_batch)
+        if s.step_count == 3:
             signal.raise_signal(signal.SIGINT)  # as a user's Ctrl-C: the loop finishes the step and saves
         return out
 
-    monkeypatch.setattr(GANStep, "step", step_then_ctrl_c)
+    monkeypatch.setattr(loop, "train_step", step_then_ctrl_c)
     s = train(cfg("train.steps=8"), paths, progress=False)
     assert s.interrupted and s.steps == 3 and "--resume" in s.line(paths)
     assert checkpoint.load(paths.checkpoint)["step"] == 3
     assert not (paths.metrics / "train.json").exists()
-    monkeypatch.setattr(GANStep, "step", real_step)
+    monkeypatch.setattr(loop, "train_step", real_step)
     train(cfg("train.steps=8"), paths, resume=True, progress=False)
     states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(paths.checkpoint))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monkeypatch):
     paths = workdir(tmp_path, digits16, "nan")
-    real_step = GANStep.step
+    real_step = loop.train_step
 
-    def poisoned(self, real, y):
-        if self.step_count >= 5:  # from step 6 on, the data carries a NaN
-            real = real.clone()
-            real[0, 0, 0, 0] = float("nan")
-        return real_step(self, real, y)
+    def poisoned(s, next_batch):
+        def batch():
+            real, y = next_batch()
+            if s.step_count >= 5:  # from step 6 on, the data carries a NaN
+                real = real.clone()
+                real[0, 0, 0, 0] = float("nan")
+            return real, y
 
-    monkeypatch.setattr(GANStep, "step", poisoned)
+        return real_step(s, batch)
+
+    monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(TrainingDiverged) as err:
         train(cfg("train.steps=12"), paths, progress=False)
     msg = str(err.value)

@@ -135,6 +135,48 @@ class DataConfig(Section):
         return self
 
 
+class PenaltyConfig(Section):
+    """A gradient penalty of D (r1, r2, gp): its weight (0 = off) and how often it runs (lazy regularisation:
+    every `interval` steps, weighted `interval` times)."""
+
+    weight: float = Field(0.0, ge=0.0, le=1e6)
+    interval: int = Field(1, ge=1, le=10_000)
+
+
+class LeCamConfig(Section):
+    """LeCam regularisation of D (Tseng et al. 2021): weight (0 = off) and the decay of its logit averages."""
+
+    weight: float = Field(0.0, ge=0.0, le=1e6)
+    decay: float = Field(0.99, ge=0.0, lt=1.0)
+
+
+AugmentPolicy = Literal["color", "translation", "cutout"]
+
+
+class AugmentConfig(Section):
+    """Augmentation of what D sees (never of samples users get): none | diffaugment | ada."""
+
+    kind: Literal["none", "diffaugment", "ada"] = "none"
+    policy: tuple[AugmentPolicy, ...] = ("color", "translation", "cutout")  # diffaugment
+    target: float = Field(0.6, gt=0.0, lt=1.0)  # ada: the r_t = E[sign D(real)] it steers p towards
+    interval: int = Field(4, ge=1, le=10_000)  # ada: D steps between two adjustments of p
+    speed_kimg: float = Field(100.0, gt=0.0, le=1e6)  # ada: thousands of real images for p to cross 0..1
+    p: float = Field(0.0, ge=0.0, le=1.0)  # ada: initial p
+    adaptive: bool = True  # ada: false keeps p fixed at `p`
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy(cls, v: Any) -> Any:
+        if isinstance(v, str):  # --set train.augment.policy=color,translation
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, list | tuple) and len(set(v)) != len(v):
+            raise ValueError("a policy may be listed once")
+        return v
+
+
+LOSS_NAMES = ("nonsat", "hinge", "wgan", "rpgan", "lsgan")
+
+
 class TrainConfig(Section):
     """`train` stage: model, loss, optimiser and loop settings."""
 
@@ -146,7 +188,13 @@ class TrainConfig(Section):
     max_channels: int = Field(512, ge=8, le=4096)
     g_upsample: Literal["convtranspose", "bilinear"] = "bilinear"
     d_norm: Literal["batch", "spectral", "none"] = "spectral"
-    loss: str = "hinge"
+    loss: Literal[LOSS_NAMES] = "hinge"  # adversarial loss (training/objective/losses.py)
+    n_critic: int = Field(1, ge=1, le=100)  # D steps per G step (5 for WGAN-GP)
+    r1: PenaltyConfig = PenaltyConfig()  # zero-centred gradient penalty on real samples, gamma/2 E|grad D(x)|^2
+    r2: PenaltyConfig = PenaltyConfig()  # the same on generated samples (R3GAN: r1 + r2)
+    gp: PenaltyConfig = PenaltyConfig()  # WGAN-GP, lambda E(|grad D(x_hat)| - 1)^2 (lambda 10 with loss wgan)
+    lecam: LeCamConfig = LeCamConfig()
+    augment: AugmentConfig = AugmentConfig()
     pack: int = Field(2, ge=1, le=8)
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
@@ -183,13 +231,12 @@ class TrainConfig(Section):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return v
 
-    @field_validator("model", "loss")
+    @field_validator("model")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
-        from ganforge.losses import LOSSES
         from ganforge.models import MODELS
 
-        names = MODELS if info.field_name == "model" else LOSSES
+        names = MODELS
         if v not in names:
             raise ValueError(f"expected one of {sorted(names)}")
         return v
