@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from ganforge.errors import TrainingDiverged
-from ganforge.training import checkpoint
-from ganforge.training import loop
+from ganforge.training import checkpoint, loop
 from ganforge.training.loop import train
 
 from .test_train import cfg, workdir

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ganforge.training.objective import LOSSES
 from ganforge.models import MODELS, ModelSpec, build
+from ganforge.training.objective import LOSSES
 
 
 def n_params(m: torch.nn.Module) -> int:

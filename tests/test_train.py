@@ -10,8 +10,7 @@ from PIL import Image
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError, TrainingDiverged
 from ganforge.paths import Paths
-from ganforge.training import checkpoint
-from ganforge.training import loop
+from ganforge.training import checkpoint, loop
 from ganforge.training.loop import train
 
 from .conftest import ROOT
