@@ -52,8 +52,9 @@ def straight_and_halves(tmp_path, prepared, make_cfg, steps, *extra):
 
 
 def states_equal(a, b):
-    for key in ("G", "D", "G_ema"):
-        for name, t in a[key].items():
+    for key in ("G", "D", "G_ema", "objective", "augment"):
+        assert set(a.get(key, {})) == set(b.get(key, {})), key
+        for name, t in a.get(key, {}).items():
             assert torch.equal(t, b[key][name]), f"{key}.{name}"
     for key in ("opt_G", "opt_D"):
         for pid, st in a[key]["state"].items():
