@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ganforge.config import Config, DataConfig, FeaturesConfig, load_config
 from ganforge.data import PreparedData
@@ -121,7 +122,7 @@ def _classifier(cfg: DataConfig, resolution: int) -> tuple[torch.nn.Module, floa
 def read_modes(net: torch.nn.Module, images_u8: torch.Tensor, batch: int) -> np.ndarray:
     """uint8 [N, 3, R, R] -> the mode of each image, 100 * red + 10 * green + blue digit, int64 [N]."""
     out = []
-    for i in range(0, len(images_u8), batch):
+    for i in tqdm(range(0, len(images_u8), batch), desc="read digits", unit="batch", file=sys.stderr):
         x = images_u8[i : i + batch]
         channels = x.reshape(-1, 1, *x.shape[2:])  # [3B, 1, R, R]: red, green, blue of each image in turn
         digits = net(digit_net.to_float(channels))[1].argmax(1).reshape(-1, 3)
@@ -141,7 +142,7 @@ def generate(checkpoint: Path, n: int, seed: int, batch: int, device: str) -> to
     z_dim, num_classes = int(spec.z_dim), int(getattr(spec, "num_classes", 0) or 0)
     g = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, n, batch):
+    for i in tqdm(range(0, n, batch), desc="sample", unit="batch", file=sys.stderr):
         b = min(batch, n - i)
         z = torch.randn(b, z_dim, generator=g).to(device)
         y = (torch.arange(i, i + b) % num_classes).to(device) if num_classes else None
