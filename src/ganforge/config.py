@@ -94,7 +94,7 @@ class DataConfig(Section):
     """`prepare` stage: where images (or clips) come from and how they are normalised."""
 
     kind: Literal["image", "video"] = "image"
-    source: Literal["digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
+    source: Literal["digits", "stacked_digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
     path: str | None = None
     dataset: Literal["MNIST", "FashionMNIST", "CIFAR10"] | None = None
     download: bool = False
@@ -110,7 +110,8 @@ class DataConfig(Section):
     clips_per_video: int = Field(4, ge=1, le=10_000)  # video_folder: at most this many clips per file
     num_clips: int = Field(2000, ge=1, le=10_000_000)  # moving_digits: clips generated
     max_digits: int = Field(2, ge=1, le=2)  # moving_digits: 1..max_digits digits per clip
-    seed: int = Field(0, ge=0, lt=2**63)  # moving_digits
+    num_images: int = Field(30_000, ge=1, le=10_000_000)  # stacked_digits: images generated (train + test)
+    seed: int = Field(0, ge=0, lt=2**63)  # moving_digits, stacked_digits
     file_timeout_s: float = Field(30.0, gt=0.0, le=86400.0)  # folder sources: a file taking longer is skipped
 
     @field_validator("resolution")
@@ -130,6 +131,8 @@ class DataConfig(Section):
             raise ValueError(
                 f"data.kind 'video' needs a video data.source: moving_digits or video_folder (got {self.source!r})"
             )
+        if self.source == "stacked_digits" and self.channels != 3:
+            raise ValueError("data.source 'stacked_digits' puts one digit in each RGB channel: set data.channels=3")
         if self.kind == "image" and self.source in VIDEO_SOURCES:
             raise ValueError(f"data.source {self.source!r} makes clips: set data.kind=video")
         return self

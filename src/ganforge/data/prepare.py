@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from ganforge import faults
 from ganforge.config import DataConfig
-from ganforge.data.sources import Item, Source, display, open_source
+from ganforge.data.sources import Item, Source, display, hash_split, open_source
 from ganforge.errors import GanforgeError
 from ganforge.paths import write_text_atomic
 
@@ -227,11 +227,6 @@ def normalise(img: Image.Image, cfg: DataConfig) -> np.ndarray:
         img = ImageOps.pad(img, size, method=method, color=PAD_COLOR)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-
-
-def hash_split(sha256: str, test_fraction: float) -> str:
-    """Deterministic split from the content hash: stable when the dataset grows."""
-    return "test" if int(sha256[:16], 16) / 2**64 < test_fraction else "train"
 
 
 class _SplitWriter:
