@@ -33,6 +33,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.models import ModelSpec
+from ganforge.models.dcgan import DCGANConfig
 from ganforge.training.loop import GANStep, pick_precision, precision_name
 
 BATCH = 64
@@ -158,17 +159,8 @@ class Reference:
 
 # --- ganforge ----------------------------------------------------------------------------------------------
 
-SPEC = ModelSpec(
-    model="dcgan",
-    resolution=RES,
-    channels=NC,
-    num_classes=0,
-    z_dim=NZ,
-    g_width=NGF,
-    d_width=NDF,
-    g_upsample="convtranspose",
-    pack=1,
-)
+MODEL = DCGANConfig(z_dim=NZ, g_width=NGF, d_width=NDF, g_upsample="convtranspose", d_norm="batch", pack=1)
+SPEC = ModelSpec.for_data(MODEL, resolution=RES, channels=NC, num_classes=0)
 
 
 class Ganforge:
@@ -178,14 +170,9 @@ class Ganforge:
         self, device: torch.device, channels_last: bool, amp: torch.dtype | None, fused: bool, compile: bool
     ) -> None:
         tc = TrainConfig(
-            model="dcgan",
+            model=MODEL,
             conditional=False,
-            z_dim=NZ,
-            g_width=NGF,
-            d_width=NDF,
-            g_upsample="convtranspose",
             loss="nonsat",
-            pack=1,
             batch_size=BATCH,
             lr_g=LR,
             lr_d=LR,

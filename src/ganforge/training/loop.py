@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -30,7 +31,7 @@ from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError, TrainingDiverged
 from ganforge.losses import LOSSES
 from ganforge.models import KINDS as MODEL_KINDS
-from ganforge.models import ModelSpec, build
+from ganforge.models import FamilyConfig, ModelSpec, build
 from ganforge.paths import Paths, atomic_path, write_text_atomic
 from ganforge.training import checkpoint
 from ganforge.training.sampler import BatchSampler
@@ -89,9 +90,9 @@ class GANStep:
         # NHWC for image models; clips are 5-D, where the 3-D convolutions keep the default layout
         nhwc = tc.channels_last and spec.kind == "image"
         self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
-        G, D = build(spec)
-        self.G = G.to(device, memory_format=self.memory_format)
-        self.D = D.to(device, memory_format=self.memory_format)
+        nets = build(spec)
+        self.G = nets["G"].to(device, memory_format=self.memory_format)
+        self.D = nets["D"].to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         fused = fused and device.type in ("cuda", "cpu")  # one kernel per optimiser step, not one per tensor
         betas = (tc.beta1, tc.beta2)
@@ -143,11 +144,12 @@ class GANStep:
     def heads(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """D's logits as a tuple of heads (one for image models; frames and clips for video models), and the
         cross-entropy of D's class head against y (AC-GAN, `train.class_loss`; 0 when off)."""
+        out = self.D(x, y)
         if self.class_loss:
-            out, ce = self.D(x, y, classes=True)
+            ce = F.cross_entropy(out.class_logits.float(), out.class_target)
         else:
-            out, ce = self.D(x, y), torch.zeros((), device=x.device)
-        return (tuple(h.float() for h in out) if isinstance(out, tuple) else (out.float(),)), ce
+            ce = torch.zeros((), device=x.device)
+        return tuple(h.float() for h in out.logits), ce
 
     def step(self, real: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """One D update and one G update on a batch; returns STATS as a device tensor (no host sync).
@@ -268,10 +270,32 @@ def _setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> l
     for section in ("data", "train"):
         fields = type(getattr(cfg, section)).model_fields
         for k, value in now[section].items():
+            if section == "train" and k == "model":
+                diffs += _model_diffs(saved["train"], cfg.train.model)
+                continue
             old = saved[section][k] if k in saved[section] else fields[k].get_default(call_default_factory=True)
             if k not in (resumable if section == "train" else ()) and old != value:
                 diffs.append(f"{section}.{k}")
     return diffs
+
+
+# train keys that held the model families' settings before they moved into train.model (checkpoints written
+# before then hold them flat beside `model: <family>`)
+_FLAT_MODEL_KEYS = ("z_dim", "g_width", "d_width", "max_channels", "g_upsample", "d_norm", "pack", "motion_dim",
+                    "image_d_frames", "motion_warp")  # fmt: skip
+
+
+def _model_diffs(saved_train: dict[str, Any], model: FamilyConfig) -> list[str]:
+    """`train.model.<key>` for each key of the model's config that differs from a checkpoint's train settings, in
+    their nested form or the older flat one; a key the checkpoint predates counts as its default."""
+    old = saved_train.get("model", "dcgan")
+    if isinstance(old, str):  # the flat form: `model: dcgan` and the family's keys beside it
+        old = {"family": old, **{k: saved_train[k] for k in _FLAT_MODEL_KEYS if k in saved_train}}
+    now = model.model_dump(mode="json")
+    if old.get("family") != now["family"]:
+        return ["train.model.family"]
+    fields = type(model).model_fields
+    return [f"train.model.{k}" for k, v in now.items() if (old[k] if k in old else fields[k].get_default()) != v]
 
 
 def _check_resumable(saved: dict[str, Any], cfg: Config) -> None:
@@ -418,12 +442,12 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     """Train from params; write checkpoint, sample grids, loss CSV, metrics/train.json, MLflow run."""
     tc = cfg.train
     data = PreparedData.open(paths.prepared, kinds=KINDS)
-    kind = MODEL_KINDS[tc.model]
+    kind = tc.model.kind
     if data.kind != kind:
         what = {"image": "images", "video": "video clips"}
         fit = sorted(m for m, k in MODEL_KINDS.items() if k == data.kind)
         raise GanforgeError(
-            f"train.model={tc.model} trains on {what[kind]}, but {paths.prepared} holds {what[data.kind]} "
+            f"train.model={tc.model.family} trains on {what[kind]}, but {paths.prepared} holds {what[data.kind]} "
             f"(data.kind {data.kind}): set train.model to {' or '.join(fit)}, or prepare {what[kind]}"
         )
     if tc.conditional and data.num_classes < 2:
@@ -442,26 +466,16 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
             images, labels = images.to(device), labels.to(device)
 
     torch.manual_seed(tc.seed)
-    spec = ModelSpec(
-        model=tc.model,
+    spec = ModelSpec.for_data(
+        tc.model,
         resolution=data.resolution,
         channels=data.channels,
         num_classes=data.num_classes if tc.conditional else 0,
-        z_dim=tc.z_dim,
-        g_width=tc.g_width,
-        d_width=tc.d_width,
-        max_channels=tc.max_channels,
-        g_upsample=tc.g_upsample,
-        d_norm=tc.d_norm,
-        pack=tc.pack,
-        class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
         frames=data.frames or 0,
-        motion_dim=tc.motion_dim if kind == "video" else 0,
-        image_d_frames=tc.image_d_frames if kind == "video" else 0,
-        motion_warp=tc.motion_warp if kind == "video" else "none",
+        class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
     )
     gan = GANStep(tc, spec, device, amp)
-    sampler = BatchSampler(labels.cpu(), tc.batch_size, tc.pack, by_class=tc.conditional, seed=tc.seed)
+    sampler = BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
     state, resumed = _to_resume(paths, cfg, resume, device)
     if state is not None:
         gan.load_state_dict(state)
