@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from ganforge.errors import ConfigError
-from ganforge.models import FAMILIES, FamilyConfig, model_config_type, parse_model
+from ganforge.models import DEFAULT_FAMILY, FAMILIES, FamilyConfig, model_config_type, parse_model
 from ganforge.section import INT64, Section
 
 __all__ = ["INT64", "Section"]  # re-exported: every section's base lives in ganforge.section
@@ -108,7 +108,7 @@ class TrainConfig(Section):
     # the model family and its own keys (ganforge.models: one config class per family), e.g. {family: dcgan,
     # z_dim: 64, ...}; a family's name alone (`model: mocogan`) is that family with its defaults
     model: Annotated[model_config_type(), BeforeValidator(parse_model)] = Field(
-        default_factory=lambda: FAMILIES["dcgan"].config()
+        default_factory=lambda: FAMILIES[DEFAULT_FAMILY].config()
     )
     conditional: bool = True
     loss: str = "hinge"

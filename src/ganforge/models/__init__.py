@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, NamedTuple, Union
 
 import torch
-from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 from torch import nn
 
 from ganforge.errors import GanforgeError
@@ -49,6 +49,13 @@ class FamilyConfig(Section):
     family: str
     pack: int = Field(1, ge=1, le=8)  # PacGAN: D judges groups of this many same-class samples (1 = off)
 
+    @field_validator("family", mode="before")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value not in FAMILIES:
+            raise ValueError(f"unknown family: expected one of {', '.join(FAMILIES)}")
+        return value
+
     def latent_dim(self, frames: int) -> int:
         """Size of the generator's input z for clips of `frames` frames (0 for images)."""
         raise NotImplementedError
@@ -62,6 +69,7 @@ class Family(NamedTuple):
     build: Builder
 
 
+DEFAULT_FAMILY = "dcgan"  # train.model's family when params.yaml names none
 FAMILIES: dict[str, Family] = {}  # family name -> its config class and builder, in registration order
 KINDS: dict[str, str] = {}  # family name -> "image" | "video": the data it trains on
 
@@ -166,12 +174,16 @@ class ModelSpec:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in ("model", *err["loc"][1:]))  # loc[0]: the family's tag
-            raise GanforgeError(f"not a usable ganforge model spec: {where}: {err['msg']}") from None
+            msg = err["msg"].removeprefix("Value error, ")
+            raise GanforgeError(f"not a usable ganforge model spec: {where}: {msg}") from None
         return cls(config, **data)
 
 
-def _family_of(value: Any) -> Any:
-    return value.get("family") if isinstance(value, dict) else getattr(value, "family", None)
+def _family_of(value: Any) -> str:
+    """The tag of a `train.model` value: its family; an unknown one goes to the default family, whose `family`
+    field then names it (`train.model.family: unknown family ...`)."""
+    family = value.get("family") if isinstance(value, dict) else getattr(value, "family", None)
+    return family if isinstance(family, str) and family in FAMILIES else DEFAULT_FAMILY
 
 
 def model_config_type() -> Any:
@@ -188,21 +200,17 @@ def model_config_adapter() -> TypeAdapter:
 
 
 def parse_model(value: Any) -> Any:
-    """`train.model` as written: a family name alone (`dcgan`: its defaults), or a section naming its family.
-    Raises ValueError with one line for an unknown family (listing the known ones)."""
+    """`train.model` as written: a family name alone (`dcgan`: its defaults), or a section of its keys with its
+    `family` (the default family, dcgan, when left out). Raises ValueError with one line for anything else."""
     known = ", ".join(FAMILIES)
     if isinstance(value, str):
         if value not in FAMILIES:
             raise ValueError(f"expected a model family: one of {known}")
         return {"family": value}
     if isinstance(value, dict):
-        family = value.get("family")
-        if family is None:
-            raise ValueError(f"needs a family: one of {known}")
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}: expected one of {known}")
-    elif not isinstance(value, FamilyConfig):
-        raise ValueError(f"expected a model family ({known}) or a section with its family and keys")
+        return {"family": DEFAULT_FAMILY, **value}
+    if not isinstance(value, FamilyConfig):
+        raise ValueError(f"expected a model family ({known}) or a section of its keys with its family")
     return value
 
 
