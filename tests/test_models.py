@@ -1,10 +1,9 @@
 import pytest
 import torch
-
-from ganforge.losses import LOSSES
 import torch.nn.functional as F
 
 from ganforge.errors import GanforgeError
+from ganforge.losses import LOSSES
 from ganforge.models import FAMILIES, KINDS, DOutput, ModelSpec, build
 from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.mocogan import MoCoGANConfig
@@ -109,7 +108,7 @@ def test_class_head_gives_the_auxiliary_loss():
         F.cross_entropy(o.class_logits, o.class_target).backward()
         opt.step()
     o = D(x, y)
-    assert float(F.cross_entropy(o.class_logits, o.class_target)) < first
+    assert float(F.cross_entropy(o.class_logits, o.class_target).detach()) < first
     assert torch.equal(o.logits[0], logits)  # the adversarial logits do not change with the head
     for no_head in (make_spec("dcgan", 16, 1, 4, z_dim=8, g_width=8, d_width=8), make_spec("dcgan", 16, 1, 0)):
         out = build(no_head)["D"](x, y if no_head.num_classes else None)
@@ -140,6 +139,9 @@ def test_spec_round_trips_and_reads_the_old_flat_form():
     )
 
 
+DATA = {k: OLD_FLAT[k] for k in ("resolution", "channels", "num_classes", "frames", "class_head")}
+
+
 @pytest.mark.parametrize(
     ("bad", "says"),
     [
@@ -148,8 +150,7 @@ def test_spec_round_trips_and_reads_the_old_flat_form():
         ({**OLD_FLAT, "model": "stylegan9"}, "unknown family 'stylegan9'"),
         ({**OLD_FLAT, "motion_dim": 4}, "unexpected keys ['motion_dim']"),  # a dcgan with motion: neither form
         ({**OLD_FLAT, "colour": 1}, "unexpected keys ['colour']"),
-        ({"model": {"family": "dcgan", "motion_dim": 4}, **{k: OLD_FLAT[k] for k in ("resolution", "channels",
-          "num_classes", "frames", "class_head")}}, "model.motion_dim: Extra inputs"),  # fmt: skip
+        ({"model": {"family": "dcgan", "motion_dim": 4}, **DATA}, "model.motion_dim: Extra inputs"),
         ({"model": {"family": "dcgan"}, "resolution": 16}, "it has ['resolution'] beside 'model'"),
     ],
 )

@@ -182,9 +182,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monke
 
 def test_unconditional_and_nonsat(tmp_path, digits16):
     paths = workdir(tmp_path, digits16, "uncond")
-    s = train(
-        cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.model.pack=1"), paths, progress=False
-    )
+    uncond = cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.model.pack=1")
+    s = train(uncond, paths, progress=False)
     assert s.steps == 2
     assert Image.open(paths.samples_latest).size == (8 * 17 + 1, 8 * 17 + 1)
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError
-from ganforge.models import KINDS, ModelSpec, build
+from ganforge.models import KINDS, build
 from ganforge.models.mocogan import VideoGenerator
 from ganforge.training import checkpoint
 from ganforge.training.loop import train
@@ -46,7 +46,8 @@ def test_content_fixes_what_motion_moves():
     G.eval()
     z = torch.randn(1, s.latent_dim)
     other = z.clone()
-    other[:, s.config.z_dim + 4 * s.config.motion_dim :] = torch.randn(1, 4 * s.config.motion_dim)  # new noise from frame 4 on
+    m = s.config.motion_dim
+    other[:, s.config.z_dim + 4 * m :] = torch.randn(1, 4 * m)  # new noise from frame 4 on
     a, b = G(z), G(other)
     assert torch.equal(a[:, :, :4], b[:, :, :4])  # frames 0..3 come from the same noise
     assert not torch.allclose(a[:, :, 4:], b[:, :, 4:])
