@@ -41,7 +41,7 @@ def batched(scorer: Scorer, seeds: list[int], num_classes: int) -> None:
     for i in range(0, len(seeds), scorer.batch):
         chunk = seeds[i : i + scorer.batch]
         y = torch.tensor([s % num_classes for s in chunk]) if num_classes else None
-        x = scorer.images(latents(chunk, scorer.src.spec.z_dim, PSI), y)
+        x = scorer.images(latents(chunk, scorer.src.spec.latent_dim, PSI), y)
         scorer.score(x, y)
 
 
@@ -50,7 +50,7 @@ def naive(scorer: Scorer, seeds: list[int], num_classes: int) -> None:
     with torch.no_grad():
         for s in seeds:
             y = torch.tensor([s % num_classes]) if num_classes else None
-            x = src.G(latent(s, src.spec.z_dim, PSI)[None], y)
+            x = src.G(latent(s, src.spec.latent_dim, PSI)[None], y)
             x = x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
             feats, _ = scorer.extract(x)
             scoring.compare(feats, x, real)

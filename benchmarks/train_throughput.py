@@ -36,6 +36,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.models import ModelSpec
+from ganforge.models.dcgan import DCGANConfig
 from ganforge.training.runtime import pick_precision, precision_name
 from ganforge.training.step import train_step
 from ganforge.training.system import System
@@ -163,17 +164,8 @@ class Reference:
 
 # --- ganforge ----------------------------------------------------------------------------------------------
 
-SPEC = ModelSpec(
-    model="dcgan",
-    resolution=RES,
-    channels=NC,
-    num_classes=0,
-    z_dim=NZ,
-    g_width=NGF,
-    d_width=NDF,
-    g_upsample="convtranspose",
-    pack=1,
-)
+MODEL = DCGANConfig(z_dim=NZ, g_width=NGF, d_width=NDF, g_upsample="convtranspose", d_norm="batch", pack=1)
+SPEC = ModelSpec.for_data(MODEL, resolution=RES, channels=NC, num_classes=0)
 
 
 class Ganforge:
@@ -190,14 +182,9 @@ class Ganforge:
         terms: dict | None = None,
     ) -> None:
         tc = TrainConfig(
-            model="dcgan",
+            model=MODEL,
             conditional=False,
-            z_dim=NZ,
-            g_width=NGF,
-            d_width=NDF,
-            g_upsample="convtranspose",
             loss="nonsat",
-            pack=1,
             batch_size=BATCH,
             lr_g=LR,
             lr_d=LR,

@@ -16,7 +16,7 @@ from ganforge.training.system import System
 from .test_train import cfg, straight_and_halves, workdir
 
 RECIPES = {
-    "wgan-gp": ["train.loss=wgan", "train.gp.weight=10", "train.n_critic=2", "train.model=dcgan"],
+    "wgan-gp": ["train.loss=wgan", "train.gp.weight=10", "train.n_critic=2", "train.model.d_norm=none"],
     "rpgan+r1+r2": ["train.loss=rpgan", "train.r1.weight=1", "train.r2.weight=1", "train.r1.interval=2"],
     "nonsat+lecam+diffaugment": ["train.loss=nonsat", "train.lecam.weight=0.3", "train.augment.kind=diffaugment"],
     "lsgan+ada": ["train.loss=lsgan", "train.augment.kind=ada", "train.augment.speed_kimg=0.1"],
@@ -71,7 +71,7 @@ def test_augmentation_never_reaches_the_grids(tmp_path, digits16):
     state = checkpoint.load(paths.checkpoint)
     from ganforge.models import ModelSpec
 
-    s = System(c.train, ModelSpec(**state["spec"]), torch.device("cpu"), None)
+    s = System(c.train, ModelSpec.from_dict(state["spec"]), torch.device("cpu"), None)
     s.load_state_dict(state)
     assert float(s.augment.p) == 1.0
     again = tmp_path / "again.png"

@@ -77,7 +77,7 @@ def test_build_funnel_catalog_and_exact_regeneration(project):
     state = checkpoint.load(project.checkpoint)
     G = checkpoint.generator_from_state(state)
     for row in images.head(5).itertuples():
-        z = latent(row.seeds[0], G.spec.z_dim, row.truncation)[None]
+        z = latent(row.seeds[0], G.spec.latent_dim, row.truncation)[None]
         with torch.no_grad():
             x = G(z, torch.tensor([row._11]))  # the `class` column
         pixels = x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)[0, 0].numpy()
@@ -221,7 +221,7 @@ def test_drs_selection_and_discriminator_ranking(project):
     cfg = cfg_with("library.rank_by=discriminator")
     scorer = build_mod.Scorer(cfg, other, from_checkpoint(other.checkpoint, other))
     y = torch.zeros(12, dtype=torch.long)
-    logits = scorer.score(scorer.images(latents(range(12), scorer.src.spec.z_dim, cfg.library.truncation), y), y)
+    logits = scorer.score(scorer.images(latents(range(12), scorer.src.spec.latent_dim, cfg.library.truncation), y), y)
     best_half = set(torch.argsort(logits["d_score"], descending=True)[:6].tolist())
     kept0 = d[(d["class"] == 0) & (d["kind"] == "image")]
     assert {s[0] for s in kept0["seeds"]} <= best_half and len(kept0) + by_d.images.near_copies >= 1

@@ -225,7 +225,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         if len(real) < 2:
             raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} images; set data.test_fraction higher")
     state = checkpoint.load(paths.checkpoint)
-    spec = ModelSpec(**state["spec"])
+    spec = ModelSpec.from_dict(state["spec"])
     if spec.kind != data.kind:
         raise GanforgeError(
             f"evaluate: {paths.checkpoint} holds {'a video' if spec.kind == 'video' else 'an image'} generator "

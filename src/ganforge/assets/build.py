@@ -287,7 +287,7 @@ def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
         for i in range(0, n_cand, lc.batch_size):
             chunk = seeds[i : i + lc.batch_size]
             y = None if c < 0 else torch.full((len(chunk),), c, dtype=torch.long)
-            x = scorer.images(latents(chunk, src.spec.z_dim, lc.truncation), y)
+            x = scorer.images(latents(chunk, src.spec.latent_dim, lc.truncation), y)
             parts.append((x, scorer.score(x, y)))
             bar.update(len(chunk))
         scorer.seconds += time.perf_counter() - t0
@@ -444,7 +444,7 @@ def video_plans(cfg: Config, num_classes: int) -> Iterator[VideoPlan]:
 def _frames(scorer: Scorer, plan: VideoPlan, cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 frames [T, C, H, W] of a plan, and the class labels D should judge them with."""
     lc, spec = cfg.library, scorer.src.spec
-    keys = latents(plan.seeds, spec.z_dim, lc.truncation)
+    keys = latents(plan.seeds, spec.latent_dim, lc.truncation)
     if plan.kind == "latent_walk":
         z = walk(keys, lc.frames_per_key)
         y = torch.full((len(z),), plan.classes[0], dtype=torch.long) if plan.classes else None

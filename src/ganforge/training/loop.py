@@ -72,12 +72,12 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor, to
     """The prepared train split, checked against what the model trains on."""
     tc = cfg.train
     data = PreparedData.open(paths.prepared, kinds=KINDS)
-    kind = MODEL_KINDS[tc.model]
+    kind = tc.model.kind
     if data.kind != kind:
         what = {"image": "images", "video": "video clips"}
         fit = sorted(m for m, k in MODEL_KINDS.items() if k == data.kind)
         raise GanforgeError(
-            f"train.model={tc.model} trains on {what[kind]}, but {paths.prepared} holds {what[data.kind]} "
+            f"train.model={tc.model.family} trains on {what[kind]}, but {paths.prepared} holds {what[data.kind]} "
             f"(data.kind {data.kind}): set train.model to {' or '.join(fit)}, or prepare {what[kind]}"
         )
     if tc.conditional and data.num_classes < 2:
@@ -92,24 +92,13 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor, to
 
 
 def model_spec(tc: TrainConfig, data: PreparedData) -> ModelSpec:
-    kind = MODEL_KINDS[tc.model]
-    return ModelSpec(
-        model=tc.model,
+    return ModelSpec.for_data(
+        tc.model,
         resolution=data.resolution,
         channels=data.channels,
         num_classes=data.num_classes if tc.conditional else 0,
-        z_dim=tc.z_dim,
-        g_width=tc.g_width,
-        d_width=tc.d_width,
-        max_channels=tc.max_channels,
-        g_upsample=tc.g_upsample,
-        d_norm=tc.d_norm,
-        pack=tc.pack,
-        class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
         frames=data.frames or 0,
-        motion_dim=tc.motion_dim if kind == "video" else 0,
-        image_d_frames=tc.image_d_frames if kind == "video" else 0,
-        motion_warp=tc.motion_warp if kind == "video" else "none",
+        class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
     )
 
 

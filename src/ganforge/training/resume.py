@@ -8,6 +8,7 @@ import torch
 
 from ganforge.config import Config
 from ganforge.errors import GanforgeError
+from ganforge.models import FamilyConfig
 from ganforge.paths import Paths
 from ganforge.training import checkpoint
 
@@ -24,10 +25,32 @@ def setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> li
     for section in ("data", "train"):
         fields = type(getattr(cfg, section)).model_fields
         for k, value in now[section].items():
+            if section == "train" and k == "model":
+                diffs += model_diffs(saved["train"], cfg.train.model)
+                continue
             old = saved[section][k] if k in saved[section] else fields[k].get_default(call_default_factory=True)
             if k not in (resumable if section == "train" else ()) and old != value:
                 diffs.append(f"{section}.{k}")
     return diffs
+
+
+# train keys that held the model families' settings before they moved into train.model (checkpoints written
+# before then hold them flat beside `model: <family>`)
+FLAT_MODEL_KEYS = ("z_dim", "g_width", "d_width", "max_channels", "g_upsample", "d_norm", "pack", "motion_dim",
+                    "image_d_frames", "motion_warp")  # fmt: skip
+
+
+def model_diffs(saved_train: dict[str, Any], model: FamilyConfig) -> list[str]:
+    """`train.model.<key>` for each key of the model's config that differs from a checkpoint's train settings, in
+    their nested form or the older flat one; a key the checkpoint predates counts as its default."""
+    old = saved_train.get("model", "dcgan")
+    if isinstance(old, str):  # the flat form: `model: dcgan` and the family's keys beside it
+        old = {"family": old, **{k: saved_train[k] for k in FLAT_MODEL_KEYS if k in saved_train}}
+    now = model.model_dump(mode="json")
+    if old.get("family") != now["family"]:
+        return ["train.model.family"]
+    fields = type(model).model_fields
+    return [f"train.model.{k}" for k, v in now.items() if (old[k] if k in old else fields[k].get_default()) != v]
 
 
 def check_resumable(saved: dict[str, Any], cfg: Config) -> None:
