@@ -27,12 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__, faults, tracking
+from ganforge import __version__, faults
 from ganforge.config import Config, EvaluateConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
 from ganforge.models import ModelSpec
 from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.registry import record_evaluation
 from ganforge.training import checkpoint
 
 # an extractor maps uint8 images [N, C, H, W] (or clips [N, C, T, H, W]) to (features [N, D], logits [N, K] or None)
@@ -259,7 +260,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
     if cfg.tracking.enabled:
-        registry = tracking.record_evaluation(cfg, paths, scores, raw, protocol)
+        registry = record_evaluation(cfg, paths, scores, raw, protocol)
     result: dict[str, Any] = {**scores}
     if raw is not None:
         result["raw"] = raw
@@ -476,7 +477,7 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
     if cfg.tracking.enabled:
-        registry = tracking.record_evaluation(
+        registry = record_evaluation(
             cfg,
             paths,
             _numbers(scores, video),
