@@ -56,7 +56,7 @@ def tiny_project(digits16, tmp_path_factory):
     import shutil
 
     from ganforge.config import load_config
-    from ganforge.metrics.classifier import train_classifier
+    from ganforge.features import train_classifier
     from ganforge.paths import Paths
     from ganforge.training.loop import train
 
@@ -103,7 +103,7 @@ def tiny_video_project(tmp_path_factory):
     the features stage's classifiers. Tests copy what they need out of it, never write into it."""
     from ganforge.config import load_config
     from ganforge.data.prepare import prepare
-    from ganforge.metrics.classifier import train_classifier
+    from ganforge.features import train_classifier
     from ganforge.paths import Paths
     from ganforge.training.loop import train
 

@@ -43,7 +43,7 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         uri = f"sqlite:///{root}/mlflow.db"
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        client = tracking._client()
+        client = tracking.mlflow_client()
         exp = client.create_experiment("registry-tests", artifact_location=(root / "mlartifacts").as_uri())
         ckpt = make_checkpoint(root / "checkpoint.pt")
         run_id = client.create_run(exp).info.run_id

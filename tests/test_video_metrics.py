@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from ganforge import cli
+from ganforge import cli, features
 from ganforge.config import load_config
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.evaluate import VideoSpace, clip_extractor, evaluate, generate, motion_energy, score_video
+from ganforge.evaluate import VideoSpace, evaluate, generate, motion_energy, score_video
 from ganforge.metrics import classifier, clips, fvd
+from ganforge.metrics.extract import clip_extractor
 from ganforge.metrics.scores import SCORE_KEYS
 from ganforge.models import ModelSpec, build
 from ganforge.models.dcgan import DCGANConfig
@@ -116,12 +117,12 @@ def test_clip_classifier_takes_any_length_and_resolution():
 def test_frames_of_clips_keep_their_order_and_labels():
     x = torch.arange(3 * 1 * 5 * 2 * 2, dtype=torch.uint8).reshape(3, 1, 5, 2, 2)
     assert torch.equal(clips.all_frames(x)[7], x[1, :, 2])
-    frames, labels = clips.sample_frames(x, torch.tensor([4, 5, 6]), 2, torch.Generator().manual_seed(0))
+    frames, labels = features.sample_frames(x, torch.tensor([4, 5, 6]), 2, torch.Generator().manual_seed(0))
     assert frames.shape == (6, 1, 2, 2) and labels.tolist() == [4, 4, 5, 5, 6, 6]
     for i, f in enumerate(frames):  # each a frame of its own clip, two different ones per clip
         assert any(torch.equal(f, x[i // 2, :, t]) for t in range(5))
     assert not torch.equal(frames[0], frames[1])
-    shifted = clips.shift_clips(torch.ones(4, 1, 3, 6, 6).cumsum(-1), torch.Generator().manual_seed(1))
+    shifted = features.shift_clips(torch.ones(4, 1, 3, 6, 6).cumsum(-1), torch.Generator().manual_seed(1))
     for s in shifted:  # the same shift for every frame of a clip
         assert torch.equal(s[:, 0], s[:, 1]) and torch.equal(s[:, 0], s[:, 2])
 

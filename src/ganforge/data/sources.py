@@ -4,7 +4,7 @@ A source only lists samples (and reads their bytes); decoding, normalising and s
 `prepare`, the same way for every source. Items come out in sorted `path` order, which decides which
 copy of a duplicate is kept. Image sources: digits, stacked_digits (three digits per image, one per RGB
 channel), folder, torchvision; clip sources (`data.kind: video`): moving_digits (generated, see
-`ganforge.data.clips`), video_folder.
+`ganforge.data.moving_digits`), video_folder.
 
 Folder sources list every non-hidden entry under `data.path` without opening anything. Only regular files
 are ever opened, never a FIFO, socket or device (those are listed with their reason). Symbolic links are
@@ -29,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ganforge.config import DataConfig
+from ganforge.data.moving_digits import MovingDigits
 from ganforge.errors import GanforgeError
 
 OUTSIDE_CLASS = "outside any class folder"
@@ -305,8 +306,6 @@ def video_folder(cfg: DataConfig) -> Source:
 
 def moving_digits(cfg: DataConfig) -> Source:
     """Moving MNIST (Srivastava et al. 2015) from the built-in digits: `data.num_clips` clips, fixed by `data.seed`."""
-    from ganforge.data.clips import MovingDigits  # clips imports prepare, which imports this module
-
     maker = MovingDigits(cfg.resolution, cfg.frames, cfg.max_digits, cfg.seed, cfg.resize_filter)
     width = max(5, len(str(cfg.num_clips - 1)))
     items = []
