@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ganforge.models import DOutput, FamilyConfig, ModelSpec, register
+from ganforge.models.base import DOutput, FamilyConfig, ModelSpec, register
 
 
 class DCGANConfig(FamilyConfig):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganforge.models import DOutput, ModelSpec, register
+from ganforge.models.base import DOutput, ModelSpec, register
 from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.dcgan import Discriminator as ImageDiscriminator
 from ganforge.models.dcgan import Generator as ImageGenerator
