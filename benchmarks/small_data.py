@@ -25,7 +25,7 @@ import numpy as np
 from ganforge.config import load_config
 from ganforge.data.prepare import prepare
 from ganforge.evaluate import evaluate
-from ganforge.metrics.classifier import train_classifier
+from ganforge.features import train_classifier
 from ganforge.paths import Paths
 from ganforge.training.loop import train
 

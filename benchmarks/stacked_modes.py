@@ -44,6 +44,7 @@ from ganforge.config import Config, DataConfig, FeaturesConfig, load_config
 from ganforge.data import PreparedData
 from ganforge.data.prepare import prepare
 from ganforge.errors import GanforgeError
+from ganforge.features import train_classifier
 from ganforge.metrics import classifier as digit_net
 from ganforge.paths import Paths, atomic_path
 from ganforge.training.checkpoint import load_generator
@@ -110,7 +111,7 @@ def _classifier(cfg: DataConfig, resolution: int) -> tuple[torch.nn.Module, floa
             paths = Paths(root=Path(tmp))
             digits = DataConfig(resolution=resolution, resize_filter=cfg.resize_filter, test_fraction=cfg.test_fraction)
             prepare(digits, paths.prepared, paths.metrics / "prepare.json", progress=False)
-            print(digit_net.train_classifier(FeaturesConfig(), paths).line(cached), flush=True)
+            print(train_classifier(FeaturesConfig(), paths).line(cached), flush=True)
             cached.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cached) as out:
                 shutil.copyfile(paths.classifier, out)
@@ -139,7 +140,7 @@ def generate(checkpoint: Path, n: int, seed: int, batch: int, device: str) -> to
     """`n` uint8 samples of the checkpoint's EMA generator, latents from `seed` (classes in turn if conditional)."""
     G = load_generator(checkpoint, device=device)
     spec = G.spec
-    z_dim, num_classes = int(spec.z_dim), int(getattr(spec, "num_classes", 0) or 0)
+    z_dim, num_classes = int(spec.latent_dim), int(spec.num_classes)
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch), desc="sample", unit="batch", file=sys.stderr):

@@ -14,7 +14,7 @@ import pytest
 
 from ganforge.config import load_config
 from ganforge.evaluate import evaluate
-from ganforge.metrics.classifier import train_classifier
+from ganforge.features import train_classifier
 from ganforge.paths import Paths
 from ganforge.training.loop import train
 
