@@ -1,10 +1,14 @@
 """Quality: a small class-conditional model trained briefly on the digits must stay good. Fails when the
 generator gets worse (a broken loss, a wrong sign, an augmentation leaking, a slower-learning default).
 
-Bounds calibrated on 2026-12-01 (2 CPU cores) over seeds 0, 1, 2 at these settings: class accuracy 0.836 /
-0.816 / 0.876, precision 0.670 / 0.662 / 0.736, recall 0.747 / 0.765 / 0.719, FID 6.55 / 7.88 / 6.17 (in the
-digit classifier's feature space, n_fake 500 against the 16x16 test split). 400 steps of the same model give
-class accuracy ~0.3 and FID 16-24, which these bounds reject.
+Bounds calibrated on 2026-12-01 (2 CPU cores, a loaded host) at these settings, in the digit classifier's
+feature space (n_fake 500 against the 16x16 test split): with one OpenMP thread, seeds 0, 1, 2 gave class
+accuracy 0.836 / 0.816 / 0.876, precision 0.670 / 0.662 / 0.736, recall 0.747 / 0.765 / 0.719, FID 6.55 / 7.88 /
+6.17; with two threads (as the suite runs; other float reductions, so another trajectory) seed 0 gave 0.524 /
+0.478 / 0.647 / 14.39. GAN training at this budget is that spread out, so the bounds sit below the worst run seen:
+they catch a generator that learns markedly worse, not a few points. 400 steps of the same model (a third of the
+training) gave class accuracy 0.28-0.34 and FID 16-24, which they reject. (Width 32 would be steadier -- 0.936 /
+0.904 class accuracy, FID 3.4 / 4.5 over two seeds -- but costs about 3x the time.)
 """
 
 import json
@@ -34,7 +38,7 @@ SETTINGS = [
     "evaluate.kid_subsets=20",
     "evaluate.kid_subset_size=100",
 ]
-BOUNDS = {"class_accuracy": (0.70, None), "recall": (0.55, None), "precision": (0.5, None), "fid": (None, 11.0)}
+BOUNDS = {"class_accuracy": (0.45, None), "recall": (0.5, None), "precision": (0.4, None), "fid": (None, 16.0)}
 
 
 @pytest.mark.slow
