@@ -133,6 +133,8 @@ def _kind(base: Any) -> str:
         return "literal_num" if all(type(a) is int for a in get_args(base)) else "literal_str"
     if get_origin(base) is dict:
         return "dict"
+    if get_origin(base) is tuple and get_origin(get_args(base)[0]) is Literal:
+        return "literal_tuple"  # a set of choices, listed (train.augment.policy)
     raise AssertionError(f"a config field of a kind these tests do not know: {base!r}: teach _kind about it")
 
 
@@ -290,6 +292,8 @@ def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
             s = st.from_regex(b["pattern"], fullmatch=True).filter(lambda v: "\x00" not in v)
         else:
             s = no_nul_text.filter(lambda v: len(v) >= b.get("min_length", 0))
+    elif kind == "literal_tuple":
+        s = st.lists(st.sampled_from(get_args(get_args(base)[0])), min_size=1, unique=True)
     elif kind.startswith("literal"):
         s = st.sampled_from(get_args(base))
     else:  # dict of metric name -> bound
@@ -310,7 +314,7 @@ def test_valid_values_load_and_read_back(work, path, data):
         node: Any = got
         for part in path:
             node = getattr(node, part)
-        assert node == value
+        assert (list(node) if isinstance(node, tuple) else node) == value
 
 
 # ---------------------------------------------------------------------------------- invalid values
@@ -344,7 +348,7 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
     base, nullable = _shape(field)
     b = _bounds(field)
     kind = _kind(base)
-    wrong: dict[str, st.SearchStrategy] = {"list": lists}
+    wrong: dict[str, st.SearchStrategy] = {} if kind == "literal_tuple" else {"list": lists}
     if kind != "dict":
         wrong["mapping"] = mappings
     if not nullable:
@@ -379,6 +383,14 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
         wrong |= {"boolean": st.booleans(), "int": ints, "float": finite, "nan/inf": non_finite, "NUL": nul_text}
     if kind == "literal_str" and path != ("train", "model", "family"):  # family: any family's name is valid
         wrong["unknown choice"] = words.filter(lambda s: s not in get_args(base))
+    if kind == "literal_tuple":
+        choices = get_args(get_args(base)[0])
+        wrong |= {
+            "scalar": st.one_of(st.booleans(), st.integers(), finite),
+            "unknown choice": st.lists(words.filter(lambda w: w not in choices), min_size=1, max_size=3),
+            "repeated choice": st.sampled_from(choices).map(lambda c: [c, c]),
+            "none chosen": st.just([]),
+        }
     if kind == "str" and "pattern" in b:
         wrong["pattern"] = words.filter(lambda s: not re.fullmatch(b["pattern"], s))
     if kind == "str" and b.get("min_length"):

@@ -126,7 +126,7 @@ class AugmentConfig(Section):
     """Augmentation of what D sees (never of samples users get): none | diffaugment | ada."""
 
     kind: Literal["none", "diffaugment", "ada"] = "none"
-    policy: tuple[AugmentPolicy, ...] = ("color", "translation", "cutout")  # diffaugment
+    policy: tuple[AugmentPolicy, ...] = Field(("color", "translation", "cutout"), min_length=1)  # diffaugment
     target: float = Field(0.6, gt=0.0, lt=1.0)  # ada: the r_t = E[sign D(real)] it steers p towards
     interval: int = Field(4, ge=1, le=10_000)  # ada: D steps between two adjustments of p
     speed_kimg: float = Field(100.0, gt=0.0, le=1e6)  # ada: thousands of real images for p to cross 0..1
