@@ -33,6 +33,7 @@ from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
 from ganforge.models import ModelSpec
 from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
 
 # an extractor maps uint8 images [N, C, H, W] (or clips [N, C, T, H, W]) to (features [N, D], logits [N, K] or None)
@@ -43,6 +44,10 @@ MOTION_ABOUT = "mean |x[t+1] - x[t]| of generated clips / that of real clips (1.
 # k-NN scores take one frame per clip: a clip's frames are near-duplicates in a frame feature space, so with all
 # of them every k-NN ball shrinks to its own clip (real against real: precision 0.41, recall 0.51 on moving digits
 # with all 16 frames; 0.93 / 0.89 with one random frame per clip, as images score)
+FAKE_SAMPLES = (
+    "seeds evaluate.seed .. evaluate.seed + n_fake - 1, one latent per seed at truncation psi (ganforge.sampling: "
+    "psi x a normal truncated to |z| <= 2; 1.0 = the plain normal), class i % num_classes"
+)
 MANIFOLD_FRAMES = "one random frame per clip (torch.Generator seeded with evaluate.seed: real picks, then fake)"
 
 
@@ -136,20 +141,13 @@ def reference_features(
     return features, False
 
 
-@torch.no_grad()
 def generate(
     G: nn.Module, n: int, num_classes: int, seed: int, truncation: float, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples (images, or clips [n, C, T, H, W]) as uint8 (quantised like the real data), classes balanced;
-    deterministic per seed."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.spec.latent_dim, generator=g) * truncation
+    """n samples (images, or clips [n, C, T, H, W]) as uint8 (quantised like the real data) from seeds
+    seed .. seed + n - 1 at truncation psi (FAKE_SAMPLES), classes balanced (sample i has class i % num_classes)."""
     y = torch.arange(n) % num_classes if num_classes else None
-    out = []
-    for i in range(0, n, batch):
-        x = G(z[i : i + batch], None if y is None else y[i : i + batch])
-        out.append(x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out), y
+    return Sampler(G, batch_size=batch).uint8(range(seed, seed + n), y, truncation), y
 
 
 @dataclass(frozen=True)
@@ -252,6 +250,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         k=ec.k,
         seed=ec.seed,
         truncation=ec.truncation,
+        fake_samples=FAKE_SAMPLES,
         reference_from_cache=from_cache,
         torch=torch.__version__,
         torchmetrics=torchmetrics.__version__,
@@ -435,6 +434,7 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
         k=ec.k,
         seed=ec.seed,
         truncation=ec.truncation,
+        fake_samples=FAKE_SAMPLES,
         reference_from_cache=from_cache,
     )
     if clip_protocol is not None:

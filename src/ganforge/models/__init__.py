@@ -56,7 +56,7 @@ class ModelSpec:
 
     @property
     def latent_dim(self) -> int:
-        """Size of the generator's input z: what one seed draws (`ganforge.assets.sampling.latent`)."""
+        """Size of the generator's input z: what one seed draws (`ganforge.sampling.latent`)."""
         return self.z_dim + self.frames * self.motion_dim
 
     @property

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
+from torchvision.io import encode_png
 from tqdm import tqdm
 
 from ganforge import faults, tracking
@@ -32,6 +32,7 @@ from ganforge.losses import LOSSES
 from ganforge.models import KINDS as MODEL_KINDS
 from ganforge.models import ModelSpec, build
 from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
 from ganforge.training.sampler import BatchSampler
 
@@ -367,26 +368,22 @@ def _record_divergence(paths: Paths, run: tracking.TrainRun, divergences: list[d
     run.log_metrics(step, {"divergences": len(divergences)})
 
 
-def _sample_grid(gan: GANStep, z: torch.Tensor, y: torch.Tensor | None, cols: int, out: Path) -> None:
-    with torch.no_grad():
-        images = gan.G_ema(z.to(gan.device), None if y is None else y.to(gan.device)).float().cpu()
-    if images.dim() == 5:  # clips [N, C, T, H, W]: one clip per row, its frames left to right
-        cols = images.shape[2]
-        images = images.transpose(1, 2).flatten(0, 1)
+def _sample_grid(gan: GANStep, seeds: list[int], y: torch.Tensor | None, cols: int, out: Path) -> None:
+    grid = Sampler(gan.G_ema, batch_size=len(seeds)).grid(seeds, y, cols)  # clips: one per row
     with atomic_path(out) as tmp:
-        save_image(images, tmp, nrow=cols, normalize=True, value_range=(-1, 1), padding=1, format="png")
+        tmp.write_bytes(encode_png(grid).numpy().tobytes())
 
 
-def _fixed_inputs(spec: ModelSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """The same noise (and labels) at every snapshot: one row per class, or an 8x8 grid."""
-    g = torch.Generator().manual_seed(seed + 7919)
+def _fixed_inputs(spec: ModelSpec) -> tuple[list[int], torch.Tensor | None, int]:
+    """The same samples at every snapshot, seed-addressed (seeds 0, 1, ... at psi 1: `ganforge.sampling`, so the
+    pyfunc and the library give the same pixels for those seeds): one row per class, or an 8x8 grid."""
     per_class = 1 if spec.kind == "video" else 10  # a video grid shows one clip per row
     if spec.num_classes:
         rows, cols = min(spec.num_classes, 16), per_class
         y = torch.arange(rows).repeat_interleave(cols)
     else:
         rows, cols, y = 8, per_class if spec.kind == "video" else 8, None
-    return torch.randn(rows * cols, spec.latent_dim, generator=g), y, cols
+    return list(range(rows * cols)), y, cols
 
 
 class _LossLog:
@@ -480,7 +477,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         cfg, paths.mlflow_run, resume=state is not None, run_id=None if state is None else state.get("run_id")
     )
     conditional = spec.num_classes > 0
-    fixed_z, fixed_y, cols = _fixed_inputs(spec, tc.seed)
+    fixed_seeds, fixed_y, cols = _fixed_inputs(spec)
     paths.samples_dir.mkdir(parents=True, exist_ok=True)
     log = _LossLog(paths.train_losses, start)
     acc = torch.zeros(len(STATS), device=device)
@@ -551,7 +548,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                 if sample_now:
                     snap = paths.samples_dir / f"step_{step:06d}.png"
-                    _sample_grid(gan, fixed_z, fixed_y, cols, snap)
+                    _sample_grid(gan, fixed_seeds, fixed_y, cols, snap)
                     with atomic_path(paths.samples_latest) as tmp:
                         tmp.write_bytes(snap.read_bytes())
                     run.log_artifact(snap, "samples")
