@@ -50,7 +50,7 @@ def naive(scorer: Scorer, seeds: list[int], num_classes: int) -> None:
     with torch.no_grad():
         for s in seeds:
             y = torch.tensor([s % num_classes]) if num_classes else None
-            x = src.G(latent(s, src.spec.z_dim, PSI)[None], y)
+            x = src.G(latent(s, src.spec.latent_dim, PSI)[None], y)
             x = to_uint8(x)
             feats, _ = scorer.extract(x)
             scoring.compare(feats, x, real)

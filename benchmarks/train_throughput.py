@@ -1,4 +1,5 @@
-"""Training throughput: ganforge's `GANStep` against a reference loop in the style of pytorch/examples dcgan.
+"""Training throughput: ganforge's train step (`System` + `train_step`) against a reference loop in the style
+of pytorch/examples dcgan.
 
 Both sides train the same network (DCGAN at 64x64, nz=100, ngf=ndf=64, 3 channels), batch 64, Adam 2e-4
 (0.5, 0.999), the same non-saturating GAN loss, on a fixed tensor of random uint8 images converted to [-1, 1]
@@ -6,7 +7,8 @@ per batch. The reference is written the way the example's `main.py` is: `nn.Sequ
 at the end of D, `nn.BCELoss`, two backward passes for D, the default Adam, fp32 in the default memory format,
 and `.item()` on the losses every iteration (the example prints them). ganforge runs its own step with
 its defaults (channels_last, bf16 autocast where the hardware has it, fused Adam, statistics kept on the
-device) and with each option alone, so every option gets its own ratio.
+device) and with each option alone, so every option gets its own ratio; then its defaults with each
+regulariser and augmentation on (`--terms`), so each one's cost at its interval is a ratio in the same table.
 
 All variants live in one process and take turns: a few warm-up steps each, then `--rounds` rounds in which
 every variant trains `--steps` steps, in an order rotated from round to round. Images/s per round is
@@ -15,6 +17,7 @@ range over rounds and ratio = median(variant) / median(reference). The last line
 ganforge with all its defaults.
 
     .venv/bin/python benchmarks/train_throughput.py [--device auto|cpu|cuda] [--rounds 5] [--steps 8] [--compile]
+                                                    [--terms]
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.models import ModelSpec
-from ganforge.training.loop import GANStep, pick_precision, precision_name
+from ganforge.models.dcgan import DCGANConfig
+from ganforge.training.runtime import pick_precision, precision_name
+from ganforge.training.step import train_step
+from ganforge.training.system import System
 
 BATCH = 64
 RES = 64
@@ -158,34 +164,27 @@ class Reference:
 
 # --- ganforge ----------------------------------------------------------------------------------------------
 
-SPEC = ModelSpec(
-    model="dcgan",
-    resolution=RES,
-    channels=NC,
-    num_classes=0,
-    z_dim=NZ,
-    g_width=NGF,
-    d_width=NDF,
-    g_upsample="convtranspose",
-    pack=1,
-)
+MODEL = DCGANConfig(z_dim=NZ, g_width=NGF, d_width=NDF, g_upsample="convtranspose", d_norm="batch", pack=1)
+SPEC = ModelSpec.for_data(MODEL, resolution=RES, channels=NC, num_classes=0)
 
 
 class Ganforge:
-    """`GANStep` driven the way `ganforge.training.loop.train` drives it: stats summed on the device."""
+    """`train_step` on a `System`, driven the way `ganforge.training.loop.train` drives it: stats summed on the
+    device. `terms` are TrainConfig overrides (a regulariser, an augmentation)."""
 
     def __init__(
-        self, device: torch.device, channels_last: bool, amp: torch.dtype | None, fused: bool, compile: bool
+        self,
+        device: torch.device,
+        channels_last: bool,
+        amp: torch.dtype | None,
+        fused: bool,
+        compile: bool,
+        terms: dict | None = None,
     ) -> None:
         tc = TrainConfig(
-            model="dcgan",
+            model=MODEL,
             conditional=False,
-            z_dim=NZ,
-            g_width=NGF,
-            d_width=NDF,
-            g_upsample="convtranspose",
             loss="nonsat",
-            pack=1,
             batch_size=BATCH,
             lr_g=LR,
             lr_d=LR,
@@ -193,17 +192,20 @@ class Ganforge:
             beta2=BETAS[1],
             channels_last=channels_last,
             precision=precision_name(amp),
+            **(terms or {}),
         )
-        self.gan = GANStep(tc, SPEC, device, amp, fused=fused)
+        self.gan = System(tc, SPEC, device, amp, fused=fused)
         if compile:  # the optimisers and the EMA copy keep pointing at the same parameters
             self.gan.G = torch.compile(self.gan.G)
             self.gan.D = torch.compile(self.gan.D)
-        self.acc = torch.zeros(4, device=device)
+        self.acc: torch.Tensor | None = None
 
     def step(self, images_u8: torch.Tensor) -> None:
-        self.acc += self.gan.step(self.gan.batch(images_u8), None)
+        stats = train_step(self.gan, lambda: (self.gan.batch(images_u8), None))
+        self.acc = stats if self.acc is None else self.acc + stats
 
     def finish(self) -> float:
+        assert self.acc is not None
         return self.acc[0].item()
 
 
@@ -273,6 +275,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="training steps per variant per round (default 8)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first (default 3)")
     ap.add_argument("--compile", action="store_true", help="add torch.compile variants (slow cold start)")
+    ap.add_argument("--terms", action="store_true", help="add the defaults with each regulariser/augmentation on")
     args = ap.parse_args()
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -295,8 +298,10 @@ def main() -> None:
 
         return build
 
-    def gf(channels_last: bool, amp: torch.dtype | None, fused: bool, compile: bool = False) -> Callable:
-        return seeded(lambda: Ganforge(device, channels_last, amp, fused, compile))
+    def gf(
+        channels_last: bool, amp: torch.dtype | None, fused: bool, compile: bool = False, **terms: object
+    ) -> Callable:
+        return seeded(lambda: Ganforge(device, channels_last, amp, fused, compile, terms))
 
     auto = pick_precision("auto", device)
     variants = [
@@ -310,6 +315,17 @@ def main() -> None:
     headline = variants[-1]
     if use_compile:
         variants.append(Variant("ganforge defaults + torch.compile", gf(True, auto, True, True)))
+    if args.terms:  # each regulariser / augmentation at the interval the README suggests
+        for name, terms in {
+            "r1 (every step)": {"r1": {"weight": 1.0}},
+            "r1 (lazy, every 16)": {"r1": {"weight": 1.0, "interval": 16}},
+            "r1 + r2 (every step)": {"r1": {"weight": 1.0}, "r2": {"weight": 1.0}},
+            "gp (every step)": {"gp": {"weight": 10.0}},
+            "lecam": {"lecam": {"weight": 0.3}},
+            "diffaugment": {"augment": {"kind": "diffaugment"}},
+            "ada (p 0.5)": {"augment": {"kind": "ada", "p": 0.5}},
+        }.items():
+            variants.append(Variant(f"defaults + {name}", gf(True, auto, True, **terms)))
 
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -14,6 +14,17 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def make_spec(family="dcgan", resolution=16, channels=1, num_classes=10, *, frames=0, class_head=False, **keys):
+    """A ModelSpec of `family` with these keys of its config, the others at the values these tests were written
+    against (those of the flat ModelSpec that came before the family configs: d_norm batch, pack 1)."""
+    from ganforge.models import FAMILIES, ModelSpec
+
+    config = FAMILIES[family].config(**{"d_norm": "batch", "pack": 1, **keys})
+    return ModelSpec.for_data(
+        config, resolution=resolution, channels=channels, num_classes=num_classes, frames=frames, class_head=class_head
+    )
+
+
 @pytest.fixture(scope="session")
 def digits16(tmp_path_factory):
     """The built-in digits prepared at 16x16, shared read-only by the training tests."""
@@ -28,9 +39,9 @@ def digits16(tmp_path_factory):
 
 # a generator small enough to train in seconds, without MLflow
 TINY_MODEL = [
-    "train.g_width=8",
-    "train.d_width=8",
-    "train.z_dim=8",
+    "train.model.g_width=8",
+    "train.model.d_width=8",
+    "train.model.z_dim=8",
     "train.batch_size=16",
     "train.device=cpu",
     "tracking.enabled=false",
@@ -45,7 +56,7 @@ def tiny_project(digits16, tmp_path_factory):
     import shutil
 
     from ganforge.config import load_config
-    from ganforge.metrics.classifier import train_classifier
+    from ganforge.features import train_classifier
     from ganforge.paths import Paths
     from ganforge.training.loop import train
 
@@ -70,10 +81,10 @@ TINY_VIDEO_DATA = {
 TINY_VIDEO = [
     *(f"data.{k}={v}" for k, v in TINY_VIDEO_DATA.items()),
     "train.model=mocogan",
-    "train.g_width=8",
-    "train.d_width=8",
-    "train.z_dim=8",
-    "train.motion_dim=4",
+    "train.model.g_width=8",
+    "train.model.d_width=8",
+    "train.model.z_dim=8",
+    "train.model.motion_dim=4",
     "train.batch_size=8",
     "train.steps=6",
     "train.log_every=2",
@@ -92,7 +103,7 @@ def tiny_video_project(tmp_path_factory):
     the features stage's classifiers. Tests copy what they need out of it, never write into it."""
     from ganforge.config import load_config
     from ganforge.data.prepare import prepare
-    from ganforge.metrics.classifier import train_classifier
+    from ganforge.features import train_classifier
     from ganforge.paths import Paths
     from ganforge.training.loop import train
 
@@ -124,9 +135,7 @@ TINY = {
     "data": {"resolution": 16},
     "train": {
         "steps": 6,
-        "g_width": 8,
-        "d_width": 8,
-        "z_dim": 8,
+        "model": {"family": "dcgan", "g_width": 8, "d_width": 8, "z_dim": 8},
         "batch_size": 16,
         "log_every": 2,
         "sample_every": 3,

@@ -10,8 +10,10 @@ import torch
 from ganforge.assets import catalog, scoring
 from ganforge.assets.sampling import morph, slerp, walk
 from ganforge.errors import GanforgeError
-from ganforge.models import ModelSpec, build
+from ganforge.models import build
 from ganforge.sampling import latent, latents
+
+from .conftest import make_spec
 
 
 def test_slerp_walk_and_morph():
@@ -29,8 +31,8 @@ def test_slerp_walk_and_morph():
 
 
 def test_generator_takes_class_weights():
-    spec = ModelSpec("dcgan", 16, 1, num_classes=4, z_dim=8, g_width=8, d_width=8)
-    G, _ = build(spec)
+    spec = make_spec("dcgan", 16, 1, num_classes=4, z_dim=8, g_width=8, d_width=8)
+    G, _ = build(spec).values()
     G.eval()
     z = latents([0, 1, 2], 8)
     y = torch.tensor([0, 3, 1])
@@ -80,8 +82,8 @@ def test_discriminator_rejection_sampling_probabilities():
 
 
 def test_discriminator_logits_of_packed_discriminator():
-    spec = ModelSpec("dcgan", 16, 1, num_classes=3, z_dim=8, g_width=8, d_width=8, pack=2, d_norm="spectral")
-    _, D = build(spec)
+    spec = make_spec("dcgan", 16, 1, num_classes=3, z_dim=8, g_width=8, d_width=8, pack=2, d_norm="spectral")
+    _, D = build(spec).values()
     D.eval()
     x = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
     y = torch.tensor([0, 1, 2, 0, 1])

@@ -16,8 +16,9 @@ from PIL import Image
 import ganforge.data.clips as clips
 from ganforge.cli import main
 from ganforge.config import DataConfig, load_config
-from ganforge.data.clips import MovingDigits, bounce, plan_starts
+from ganforge.data.clips import plan_starts
 from ganforge.data.dataset import KINDS, PreparedData
+from ganforge.data.moving_digits import MovingDigits, bounce
 from ganforge.data.prepare import prepare
 from ganforge.errors import ConfigError, GanforgeError
 

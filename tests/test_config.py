@@ -7,6 +7,9 @@ import pytest
 from ganforge.cli import main
 from ganforge.config import Config, load_config
 from ganforge.errors import ConfigError
+from ganforge.models import FAMILIES
+from ganforge.models.dcgan import DCGANConfig
+from ganforge.models.mocogan import MoCoGANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +24,8 @@ def test_repo_params_are_valid_and_complete():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, model in Config.model_fields.items():
         assert set(raw[section]) == set(model.annotation.model_fields), section
+    family = FAMILIES[raw["train"]["model"]["family"]].config
+    assert set(raw["train"]["model"]) == set(family.model_fields)  # and every key of its model family
 
 
 @pytest.mark.parametrize(
@@ -32,9 +37,21 @@ def test_repo_params_are_valid_and_complete():
         ("train.steps=many", "train.steps: Input should be a valid integer"),
         ("train.bogus=1", "train.bogus: unknown key"),
         ("bogus.x=1", "bogus: unknown key"),
-        ("train.loss=wasserstein", "train.loss: expected one of ['hinge', 'nonsat']"),
-        ("train.model=stylegan9", "train.model: expected one of"),
-        ("train.batch_size=63", "must be a multiple of train.pack"),
+        ("train.loss=wasserstein", "train.loss: Input should be 'nonsat', 'hinge', 'wgan', 'rpgan' or 'lsgan'"),
+        ("train.r1.weight=-1", "train.r1.weight: Input should be greater than or equal to 0"),
+        ("train.augment.target=1.5", "train.augment.target: Input should be less than 1"),
+        ("train.augment.kind=flip", "train.augment.kind: Input should be 'none', 'diffaugment' or 'ada'"),
+        ("train.augment.policy=color,zoom", "train.augment.policy.1: Input should be 'color'"),
+        ("train.n_critic=0", "train.n_critic: Input should be greater than or equal to 1"),
+        ("train.model=stylegan9", "train.model: expected a model family: one of dcgan, mocogan (got 'stylegan9')"),
+        ("train.model.family=stylegan9", "train.model.family: unknown family: expected one of dcgan, mocogan (got"),
+        ("train.model=3", "train.model: expected a model family (dcgan, mocogan) or a section"),
+        ("train.model.motion_dim=8", "train.model.motion_dim: unknown key for family dcgan (a key of mocogan)"),
+        ("train.model.z_dm=8", "train.model.z_dm: unknown key (did you mean train.model.z_dim?)"),
+        ("train.model.z_dim=0", "train.model.z_dim: Input should be greater than or equal to 1 (got 0)"),
+        ("train.model.d_norm=layer", "train.model.d_norm: Input should be 'batch', 'spectral' or 'none'"),
+        ("train.z_dim=8", "train.z_dim: unknown key"),  # the model's keys live in train.model now
+        ("train.batch_size=63", "train.batch_size (63) must be a multiple of train.model.pack (2)"),
         ("train.device=tpu", "train.device: expected auto, cpu, cuda, cuda:N or mps"),
         ("data.source=folder", "needs data.path"),
         ("data.channels=2", "data.channels"),
@@ -64,8 +81,21 @@ def test_bad_values_name_the_key(tmp_path, override, needle):
 
 
 def test_overrides_are_typed():
-    cfg = load_config(ROOT / "params.yaml", ["train.steps=7", "train.lr_d=1e-3", "data.path=/x", "train.pack=1"])
-    assert cfg.train.steps == 7 and cfg.train.lr_d == 1e-3 and cfg.data.path == "/x" and cfg.train.pack == 1
+    cfg = load_config(ROOT / "params.yaml", ["train.steps=7", "train.lr_d=1e-3", "data.path=/x", "train.model.pack=1"])
+    assert cfg.train.steps == 7 and cfg.train.lr_d == 1e-3 and cfg.data.path == "/x" and cfg.train.model.pack == 1
+
+
+def test_a_model_family_by_name_or_by_section():
+    """`train.model: mocogan` is that family with its defaults; its keys can then be set on their own."""
+    cfg = load_config(ROOT / "params.yaml", ["train.model=mocogan", "train.model.motion_dim=8"])
+    assert cfg.train.model == MoCoGANConfig(motion_dim=8)
+    video = load_config(ROOT / "video" / "params.yaml")
+    assert video.train.model.family == "mocogan" and video.train.model.motion_warp == "rigid"
+    assert load_config(ROOT / "params.yaml", ["train.model=dcgan"]).train.model == DCGANConfig()
+    switched = load_config(ROOT / "params.yaml", ["train.model.family=mocogan"]).train.model  # keeps the dcgan keys
+    assert isinstance(switched, MoCoGANConfig) and switched.z_dim == 64 and switched.motion_dim == 16
+    assert Config().train.model == DCGANConfig() and Config().flat()["train.model.family"] == "dcgan"
+    assert load_config(ROOT / "params.yaml", ["train.model={z_dim: 8}"]).train.model == DCGANConfig(z_dim=8)
 
 
 @pytest.mark.parametrize("bad", ["novalue", "=3", "train..steps=3", "train.steps.x=3", "train. .steps=3", "x" * 10**5])

@@ -30,8 +30,9 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from pydantic import BaseModel
 
 from ganforge.cli import main
-from ganforge.config import INT64, MAX_DEPTH, Config, Section, key_path, load_config
+from ganforge.config import INT64, LOSS_NAMES, MAX_DEPTH, Config, Section, TrainConfig, key_path, load_config
 from ganforge.errors import ConfigError
+from ganforge.models import DEFAULT_FAMILY, FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +65,12 @@ def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, Section):
             out += _leaves(ann, (*prefix, name))
+        elif prefix == ("train",) and name == "model":  # the union of the model families: each family's keys
+            seen = set()
+            for family in FAMILIES.values():
+                fresh = [leaf for leaf in _leaves(family.config, (*prefix, name)) if leaf[0] not in seen]
+                seen |= {path for path, _ in fresh}
+                out += fresh
         else:
             out.append(((*prefix, name), field))
     return out
@@ -72,6 +79,24 @@ def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[
 LEAVES = _leaves(Config)
 KEYS = [path for path, _ in LEAVES]
 FIELDS = dict(LEAVES)
+# a key of a model family other than the default (dcgan) is only valid beside `family` naming it
+FAMILY_BASE = {
+    ("train", "model", key): {"train": {"model": {"family": name}}}
+    for name, family in FAMILIES.items()
+    for key in family.config.model_fields
+    if key not in FAMILIES[DEFAULT_FAMILY].config.model_fields
+}
+
+
+def section_model(section: tuple[str, ...]) -> type[BaseModel]:
+    """The config class of a section (train.model: the default family's)."""
+    model: Any = Config
+    for part in section:
+        train_model = part == "model" and model is TrainConfig
+        model = FAMILIES[DEFAULT_FAMILY].config if train_model else model.model_fields[part].annotation
+    return model
+
+
 SECTIONS = sorted({path[:-1] for path in KEYS})  # ("data",), ..., ("registry",), ("registry", "gate")
 IDS = [".".join(k) for k in KEYS]
 
@@ -219,7 +244,8 @@ VALID_SPECIAL: dict[tuple[str, ...], st.SearchStrategy] = {
     ("data", "resolution"): st.sampled_from([16, 32, 64, 128, 256]),
     ("library", "video_size"): st.integers(8, 1024).map(lambda n: 2 * n),
     ("train", "batch_size"): st.integers(1, 32768).map(lambda n: 2 * n),  # a multiple of the default pack (2)
-    ("train", "pack"): st.sampled_from([1, 2, 4, 8]),  # divides the default batch_size (64)
+    ("train", "model", "pack"): st.sampled_from([1, 2, 4, 8]),  # divides the default batch_size (64)
+    ("train", "model", "family"): st.sampled_from(sorted(FAMILIES)),
     ("train", "device"): st.one_of(
         st.sampled_from(["auto", "cpu", "cuda", "mps"]), st.integers(0, 99).map(lambda i: f"cuda:{i}")
     ),
@@ -243,11 +269,10 @@ no_nul_text = st.text(max_size=30).filter(lambda s: "\x00" not in s)
 def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
     if path in VALID_SPECIAL:
         return VALID_SPECIAL[path]
-    if path in (("train", "model"), ("train", "loss")):
-        from ganforge.losses import LOSSES
-        from ganforge.models import MODELS
+    if path == ("train", "loss"):
+        from ganforge.training.objective import LOSSES
 
-        return st.sampled_from(sorted(MODELS if path[1] == "model" else LOSSES))
+        return st.sampled_from(sorted(LOSSES))
     field = FIELDS[path]
     base, nullable = _shape(field)
     b = _bounds(field)
@@ -278,6 +303,7 @@ def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
 def test_valid_values_load_and_read_back(work, path, data):
     value = data.draw(valid_values(path), label=".".join(path))
     base = COMPANIONS.get(path, {}).get(value) if isinstance(value, str | int) else None
+    base = base or FAMILY_BASE.get(path)
     via_file, via_set = both_routes(work, path, value, base)
     for got in (via_file, via_set):
         assert isinstance(got, Config), f"{'.'.join(path)}={value!r} was refused: {got}"
@@ -351,7 +377,7 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
         # `library.model: 3` is version 3: only a negative number is wrong there
         ints = st.integers(max_value=-1) if path == ("library", "model") else st.integers()
         wrong |= {"boolean": st.booleans(), "int": ints, "float": finite, "nan/inf": non_finite, "NUL": nul_text}
-    if kind == "literal_str":
+    if kind == "literal_str" and path != ("train", "model", "family"):  # family: any family's name is valid
         wrong["unknown choice"] = words.filter(lambda s: s not in get_args(base))
     if kind == "str" and "pattern" in b:
         wrong["pattern"] = words.filter(lambda s: not re.fullmatch(b["pattern"], s))
@@ -368,13 +394,13 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
         ("data", "resolution"): st.integers(16, 256).filter(lambda v: v & (v - 1)),
         ("library", "video_size"): st.integers(8, 1023).map(lambda n: 2 * n + 1),
         ("train", "batch_size"): st.integers(0, 32767).map(lambda n: 2 * n + 1),  # default pack is 2
-        ("train", "pack"): st.sampled_from([3, 5, 6, 7]),  # does not divide the default batch_size (64)
+        ("train", "model", "pack"): st.sampled_from([3, 5, 6, 7]),  # does not divide the default batch_size (64)
+        ("train", "model", "family"): words.filter(lambda s: s not in FAMILIES),
         ("train", "device"): st.one_of(
             st.sampled_from(["tpu", "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:²", "cpu:0", "auto:1", ""]),
             words.filter(lambda s: not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", s)),
         ),
-        ("train", "model"): words.filter(lambda s: s not in ("dcgan", "mocogan")),
-        ("train", "loss"): words.filter(lambda s: s not in ("hinge", "nonsat")),
+        ("train", "loss"): words.filter(lambda s: s not in LOSS_NAMES),
     }
     if path in special:
         wrong["rule of the key"] = special[path]
@@ -389,7 +415,7 @@ def test_invalid_values_name_the_key(work, path, data):
     key = ".".join(path)
     for mistake, values in invalid_values(path):
         value = data.draw(values, label=f"{key} ({mistake})")
-        for got in both_routes(work, path, value):
+        for got in both_routes(work, path, value, FAMILY_BASE.get(path)):
             assert isinstance(got, ConfigError), f"{key}={value!r} ({mistake}) was accepted"
             assert_one_line(got, key)
 
@@ -408,7 +434,7 @@ anything = st.recursive(
 @given(value=anything)
 def test_any_value_loads_or_names_the_key(work, path, value):
     """Whatever YAML can hold, at any key: a valid Config or a one-line error naming that key."""
-    via_file, via_set = both_routes(work, path, value)
+    via_file, via_set = both_routes(work, path, value, FAMILY_BASE.get(path))
     assert isinstance(via_file, Config) == isinstance(via_set, Config), (via_file, via_set)
     for got in (via_file, via_set):
         if isinstance(got, ConfigError):
@@ -426,9 +452,7 @@ set_key = st.text(max_size=15).filter(lambda s: s.strip() == s and s and "." not
 @WIDE
 @given(section=st.sampled_from(SECTIONS), key=any_key, value=scalars)
 def test_unknown_key_in_a_file_is_named(work, section, key, value):
-    model: Any = Config
-    for part in section:
-        model = model.model_fields[part].annotation
+    model = section_model(section)
     assume(key not in model.model_fields)
     f = work / "params.yaml"
     put(f, yaml.safe_dump(nest(section, {key: value})))
@@ -443,9 +467,7 @@ def test_unknown_key_in_a_file_is_named(work, section, key, value):
 @WIDE
 @given(section=st.sampled_from([(), *SECTIONS]), key=set_key, value=scalars)
 def test_unknown_key_or_section_in_an_override_is_named(work, section, key, value):
-    model: Any = Config
-    for part in section:
-        model = model.model_fields[part].annotation
+    model = section_model(section)
     assume(key not in model.model_fields)
     got = outcome(lambda: load_config(work / "empty.yaml", [f"{'.'.join([*section, key])}={to_flow(value)}"]))
     assert isinstance(got, ConfigError)
@@ -702,7 +724,10 @@ def in_project(project, monkeypatch) -> Path:
 def test_cli_invalid_override_exit_2_one_line(in_project, path, data):
     value = data.draw(st.one_of(*(values for _, values in invalid_values(path))), label="value")
     key = ".".join(path)
-    code, _, err = run_cli(["config", f"--set={key}={to_flow(value)}"])
+    family = (
+        [f"--set=train.model.family={FAMILY_BASE[path]['train']['model']['family']}"] if path in FAMILY_BASE else []
+    )
+    code, _, err = run_cli(["config", *family, f"--set={key}={to_flow(value)}"])
     assert_cli_error(code, err, key)
 
 

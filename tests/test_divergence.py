@@ -9,26 +9,26 @@ import pytest
 import torch
 
 from ganforge.errors import TrainingDiverged
-from ganforge.training import checkpoint
-from ganforge.training.loop import GANStep, train
+from ganforge.training import checkpoint, loop
+from ganforge.training.loop import train
 
 from .test_train import cfg, workdir
 
 
 def poison_weights_once(monkeypatch, at_step):
     """After step `at_step` (the first time only), one weight of D becomes NaN: a fault in the weights, not the data."""
-    real_step = GANStep.step
+    real_step = loop.train_step
     done = []
 
-    def step(self, real, y):
-        out = real_step(self, real, y)
-        if self.step_count == at_step and not done:
+    def step(s, next_batch):
+        out = real_step(s, next_batch)
+        if s.step_count == at_step and not done:
             done.append(at_step)
             with torch.no_grad():
-                next(self.D.parameters()).view(-1)[0] = float("nan")
+                next(s.D.parameters()).view(-1)[0] = float("nan")
         return out
 
-    monkeypatch.setattr(GANStep, "step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     return done
 
 
@@ -70,16 +70,16 @@ def test_rollback_goes_back_lowers_the_learning_rates_and_finishes(tmp_path, dig
 
 def test_rollbacks_are_bounded_and_a_run_with_no_checkpoint_stops(tmp_path, digits16, monkeypatch):
     paths = workdir(tmp_path, digits16, "bounded")
-    real_step = GANStep.step
+    real_step = loop.train_step
 
-    def always(self, real, y):  # every step from 6 on poisons D again: rollbacks cannot help
-        out = real_step(self, real, y)
-        if self.step_count >= 5:
+    def always(s, next_batch):  # every step from 6 on poisons D again: rollbacks cannot help
+        out = real_step(s, next_batch)
+        if s.step_count >= 5:
             with torch.no_grad():
-                next(self.D.parameters()).view(-1)[0] = float("inf")
+                next(s.D.parameters()).view(-1)[0] = float("inf")
         return out
 
-    monkeypatch.setattr(GANStep, "step", always)
+    monkeypatch.setattr(loop, "train_step", always)
     with pytest.raises(TrainingDiverged, match=r"after 2 rollback\(s\)"):
         train(cfg("train.steps=12", "train.on_divergence=rollback", "train.max_rollbacks=2"), paths, progress=False)
     record = json.loads((paths.metrics / "train.json").read_text())

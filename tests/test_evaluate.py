@@ -8,6 +8,7 @@ import torch
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError
 from ganforge.evaluate import evaluate, generate
+from ganforge.features import train_classifier
 from ganforge.metrics import classifier
 from ganforge.paths import Paths
 from ganforge.training import checkpoint
@@ -30,7 +31,7 @@ def trained(digits16, tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("eval"))
     shutil.copytree(digits16, paths.prepared)
     cfg = load_config(ROOT / "params.yaml", TINY_TRAIN)
-    summary = classifier.train_classifier(cfg.features, paths, progress=False)
+    summary = train_classifier(cfg.features, paths, progress=False)
     train(cfg, paths, progress=False)
     return paths, cfg, summary
 
@@ -88,7 +89,7 @@ def test_unlabelled_data_names_both_ways_out(tmp_path, digits16):
     info.update(num_classes=0, class_names=[])
     (paths.prepared / "info.json").write_text(json.dumps(info))
     cfg = load_config(ROOT / "params.yaml", [*TINY_TRAIN, "train.conditional=false"])
-    s = classifier.train_classifier(cfg.features, paths, progress=False)
+    s = train_classifier(cfg.features, paths, progress=False)
     assert "skipped" in s.line(paths.classifier)
     train(cfg, paths, progress=False)
     with pytest.raises(GanforgeError, match=r"evaluate\.extractor=inception.*one sub-folder per class"):

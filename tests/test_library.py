@@ -77,7 +77,7 @@ def test_build_funnel_catalog_and_exact_regeneration(project):
     state = checkpoint.load(project.checkpoint)
     G = checkpoint.generator_from_state(state)
     for row in images.head(5).itertuples():
-        z = latent(row.seeds[0], G.spec.z_dim, row.truncation)[None]
+        z = latent(row.seeds[0], G.spec.latent_dim, row.truncation)[None]
         with torch.no_grad():
             x = G(z, torch.tensor([row._11]))  # the `class` column
         pixels = x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)[0, 0].numpy()

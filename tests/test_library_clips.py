@@ -20,11 +20,11 @@ from ganforge.assets.video import probe, upscale
 from ganforge.config import load_config
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.models import ModelSpec, build
+from ganforge.models import build
 from ganforge.paths import Paths
 from ganforge.training import checkpoint
 
-from .conftest import ROOT, TINY_VIDEO
+from .conftest import ROOT, TINY_VIDEO, make_spec
 
 T, SIZE, FPS = 4, 32, 8.0
 LIB = [
@@ -231,8 +231,8 @@ def test_training_clips_fed_as_candidates_are_near_copies(built):
 
 def test_model_and_data_kinds_must_match(built, tmp_path):
     paths = copy_video_project(built[0], tmp_path / "p")
-    spec = ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8)
-    G, D = build(spec)
+    spec = make_spec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8)
+    G, D = build(spec).values()
     state = {"spec": spec.to_dict(), "G": G.state_dict(), "G_ema": G.state_dict(), "D": D.state_dict()}
     checkpoint.save(paths.models / "image.pt", state)
     with pytest.raises(GanforgeError) as err:

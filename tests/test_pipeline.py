@@ -87,6 +87,22 @@ def test_dvc_repro_end_to_end(repo):
     again = run([*dvc, "repro"], dest, env)
     assert "didn't change, skipping" in again and "train: trained" not in again and "evaluate:" not in again
 
+    # the whole package is a dependency of every stage: an edit to data/dataset.py (train reads its batches
+    # through it, and no per-stage list of modules named it) makes DVC see train, and every other stage, changed
+    def status() -> dict:
+        cmd = [*dvc, "status", "--json", "dvc.yaml"]  # the image pipeline (video/dvc.yaml has never run here)
+        out = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    dataset = dest / "src/ganforge/data/dataset.py"
+    original = dataset.read_bytes()
+    dataset.write_bytes(original + b"\n# an edit\n")
+    changed = status()
+    assert {"changed deps": {"src/ganforge": "modified"}} in changed["train"]
+    assert set(changed) == {"prepare", "features", "train", "evaluate", "library"}
+    dataset.write_bytes(original)
+    assert status() == {}
+
     # re-running evaluate for the same train run reuses its version: no duplicates
     forced = run([*dvc, "repro", "-f", "-s", "evaluate"], dest, env)
     assert "evaluate: FID" in forced

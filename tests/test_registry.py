@@ -19,9 +19,9 @@ from ganforge.models import ModelSpec, build_generator
 from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, make_spec
 
-SPEC = ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8)
+SPEC = make_spec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8)
 GOOD = {"class_accuracy": 0.95, "precision": 0.8, "recall": 0.7}
 
 
@@ -44,7 +44,7 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         uri = f"sqlite:///{root}/mlflow.db"
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        client = tracking._client()
+        client = tracking.mlflow_client()
         exp = client.create_experiment("registry-tests", artifact_location=(root / "mlartifacts").as_uri())
         ckpt = make_checkpoint(root / "checkpoint.pt")
         run_id = client.create_run(exp).info.run_id
@@ -312,7 +312,7 @@ def test_sampler_truncation_and_unconditional(tmp_path):
     full = s.predict(None, pd.DataFrame({"seed": [3], "class": [4], "truncation": [1.0]}))
     half = s.predict(None, pd.DataFrame({"seed": [3], "class": [4], "truncation": [0.5]}))
     assert not np.array_equal(full, half)
-    u = sampler(tmp_path / "u", ModelSpec("dcgan", 16, 1, 0, z_dim=8, g_width=8, d_width=8))
+    u = sampler(tmp_path / "u", make_spec("dcgan", 16, 1, 0, z_dim=8, g_width=8, d_width=8))
     a = u.predict(None, pd.DataFrame({"seed": [1, 2]}))
     b = u.predict(None, pd.DataFrame({"seed": [1, 2], "class": [-1, 5]}))  # unconditional: class is ignored
     assert a.shape == (2, 1, 16, 16) and np.array_equal(a, b) and not np.array_equal(a[0], a[1])
@@ -327,3 +327,22 @@ def test_sampler_rows_are_the_one_samplers(tmp_path):
     got = s.predict(None, pd.DataFrame({"seed": seeds, "class": classes, "truncation": psi}))
     G = checkpoint.generator_from_state(checkpoint.load(tmp_path / "ck.pt"))
     assert np.array_equal(got, Sampler(G, batch_size=5).uint8(seeds, classes, psi).numpy())
+
+
+def test_a_version_registered_with_the_old_flat_spec_still_samples(tmp_path):
+    """spec.json of versions registered before the family configs holds the flat spec: it loads, and samples what
+    the same weights under the current spec do; write_artifacts writes the current form."""
+    s = sampler(tmp_path / "new")
+    old = {**{k: v for k, v in SPEC.config.model_dump().items() if k != "family"}, "model": "dcgan"}
+    old |= {"resolution": 16, "channels": 1, "num_classes": 10, "frames": 0, "class_head": False, "motion_dim": 0,
+            "image_d_frames": 0, "motion_warp": "none"}  # fmt: skip
+    artifacts = Path(tmp_path / "new" / "artifacts")
+    meta = json.loads((artifacts / "spec.json").read_text())
+    assert meta["spec"] == SPEC.to_dict() and meta["spec"]["model"]["family"] == "dcgan"
+    (artifacts / "spec.json").write_text(json.dumps({**meta, "spec": old}))
+    flat = serving.GeneratorSampler()
+    flat.load_context(SimpleNamespace(artifacts={k: str(artifacts / f) for k, f in
+                                                 (("generator", "generator.pt"), ("spec", "spec.json"))}))  # fmt: skip
+    assert flat.spec == SPEC
+    rows = pd.DataFrame({"seed": [1, 2], "class": [3, 4]})
+    assert np.array_equal(flat.predict(None, rows), s.predict(None, rows))

@@ -4,16 +4,18 @@ import pytest
 import torch
 
 from ganforge.evaluate import generate
-from ganforge.models import ModelSpec, build
+from ganforge.models import build
 from ganforge.sampling import TRUNCATION_BOUND, Sampler, latent, latents, tile, to_uint8
 
-IMAGE = ModelSpec("dcgan", 16, 1, num_classes=4, z_dim=8, g_width=8, d_width=8)
-CLIP = ModelSpec("mocogan", 16, 1, num_classes=3, z_dim=8, g_width=8, d_width=8, frames=4, motion_dim=2)
+from .conftest import make_spec
+
+IMAGE = make_spec("dcgan", 16, 1, num_classes=4, z_dim=8, g_width=8, d_width=8)
+CLIP = make_spec("mocogan", 16, 1, num_classes=3, z_dim=8, g_width=8, d_width=8, frames=4, motion_dim=2)
 
 
 def generator(spec):
     torch.manual_seed(0)
-    return build(spec)[0].eval().requires_grad_(False)
+    return build(spec)["G"].eval().requires_grad_(False)
 
 
 def test_latent_is_fixed_by_seed_and_truncation_bounds_it():
@@ -72,7 +74,7 @@ def test_classes_and_psi_are_what_the_sampler_is_told():
         s.uint8([3])
     with pytest.raises(ValueError, match="2 rows but 1 classes"):
         s.uint8([3, 4], [1])
-    u = Sampler(generator(ModelSpec("dcgan", 16, 1, 0, z_dim=8, g_width=8, d_width=8)))
+    u = Sampler(generator(make_spec("dcgan", 16, 1, 0, z_dim=8, g_width=8, d_width=8)))
     assert torch.equal(u.uint8([1, 2]), u.uint8([1, 2], [-1, 5]))  # unconditional: classes are ignored
 
 

@@ -36,7 +36,7 @@ def test_run_is_reopened_on_resume(tmp_path, monkeypatch):
     got = again.client.get_run(run.run_id)
     assert got.info.status == "FINISHED" and got.data.tags["dvc.exp_name"] == "exp-a"
     assert [m.step for m in again.client.get_metric_history(run.run_id, "loss_d")] == [5, 10]
-    assert got.data.params["train.pack"] == "2"
+    assert got.data.params["train.model.pack"] == "2"
 
 
 def test_unusable_store_is_a_one_line_error(tmp_path, monkeypatch):

@@ -10,17 +10,18 @@ from PIL import Image
 
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError, TrainingDiverged
+from ganforge.models import ModelSpec
 from ganforge.paths import Paths
 from ganforge.sampling import Sampler, tile
-from ganforge.training import checkpoint
-from ganforge.training.loop import GANStep, train
+from ganforge.training import checkpoint, loop
+from ganforge.training.loop import train
 
 from .conftest import ROOT
 
 TINY = [
-    "train.g_width=8",
-    "train.d_width=8",
-    "train.z_dim=8",
+    "train.model.g_width=8",
+    "train.model.d_width=8",
+    "train.model.z_dim=8",
     "train.batch_size=16",
     "train.log_every=2",
     "train.sample_every=4",
@@ -54,8 +55,9 @@ def straight_and_halves(tmp_path, prepared, make_cfg, steps, *extra):
 
 
 def states_equal(a, b):
-    for key in ("G", "D", "G_ema"):
-        for name, t in a[key].items():
+    for key in ("G", "D", "G_ema", "objective", "augment"):
+        assert set(a.get(key, {})) == set(b.get(key, {})), key
+        for name, t in a.get(key, {}).items():
             assert torch.equal(t, b[key][name]), f"{key}.{name}"
     for key in ("opt_G", "opt_D"):
         for pid, st in a[key]["state"].items():
@@ -106,40 +108,77 @@ def test_resume_refuses_other_settings(tmp_path, digits16):
         train(cfg("train.steps=4"), paths, resume=True, progress=False)
 
 
+def as_before_family_configs(state):
+    """A checkpoint as ganforge wrote it before the families owned their config: a flat spec (`model: dcgan` with
+    every family's keys beside the data's) and flat train settings (the same keys beside the loop's)."""
+    spec, train_cfg = dict(state["spec"]), dict(state["config"]["train"])
+    model, spec_model = train_cfg.pop("model"), spec.pop("model")
+    flat_train = {**train_cfg, "model": model["family"], "motion_dim": 16, "image_d_frames": 2, "motion_warp": "none"}
+    flat_train.update({k: v for k, v in model.items() if k != "family"})
+    flat_spec = {**spec, "model": spec_model["family"], "motion_dim": 0, "image_d_frames": 0, "motion_warp": "none"}
+    flat_spec.update({k: v for k, v in spec_model.items() if k != "family"})
+    return {**state, "spec": flat_spec, "config": {**state["config"], "train": flat_train}}
+
+
+def test_checkpoints_with_the_old_flat_spec_load_and_resume(tmp_path, digits16):
+    """A checkpoint written before train.model held the family's keys builds, loads, and resumes bit for bit with
+    the same settings; a change inside train.model is named by its key."""
+    straight = workdir(tmp_path, digits16, "straight")
+    train(cfg("train.steps=8"), straight, progress=False)
+    paths = workdir(tmp_path, digits16, "old")
+    train(cfg("train.steps=4"), paths, progress=False)
+    state = checkpoint.load(paths.checkpoint)
+    old = as_before_family_configs(state)
+    assert old["spec"]["model"] == "dcgan" and old["spec"]["z_dim"] == 8 and old["config"]["train"]["g_width"] == 8
+    paths.checkpoint.unlink()
+    checkpoint.save(paths.checkpoint, old, keep_previous=False)
+    G = checkpoint.load_generator(paths.checkpoint)
+    assert G.spec == ModelSpec.from_dict(state["spec"]) and G(torch.randn(2, 8), torch.tensor([1, 2])).shape[0] == 2
+    with pytest.raises(GanforgeError, match=r"other settings \(train\.model\.g_width\)"):
+        train(cfg("train.steps=8", "train.model.g_width=16"), paths, resume=True, progress=False)
+    s = train(cfg("train.steps=8"), paths, resume=True, progress=False)
+    assert (s.start_step, s.steps) == (4, 8)
+    states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(paths.checkpoint))
+
+
 def test_interrupt_checkpoints_then_resume_matches(tmp_path, digits16, monkeypatch):
     straight = workdir(tmp_path, digits16, "straight")
     train(cfg("train.steps=8"), straight, progress=False)
 
     paths = workdir(tmp_path, digits16, "interrupted")
-    real_step = GANStep.step
+    real_step = loop.train_step
 
-    def step_then_ctrl_c(self, real, y):
-        out = real_step(self, real, y)
-        if self.step_count == 3:
+    def step_then_ctrl_c(s, next_batch):
+        out = real_step(s, next_batch)
+        if s.step_count == 3:
             signal.raise_signal(signal.SIGINT)  # as a user's Ctrl-C: the loop finishes the step and saves
         return out
 
-    monkeypatch.setattr(GANStep, "step", step_then_ctrl_c)
+    monkeypatch.setattr(loop, "train_step", step_then_ctrl_c)
     s = train(cfg("train.steps=8"), paths, progress=False)
     assert s.interrupted and s.steps == 3 and "--resume" in s.line(paths)
     assert checkpoint.load(paths.checkpoint)["step"] == 3
     assert not (paths.metrics / "train.json").exists()
-    monkeypatch.setattr(GANStep, "step", real_step)
+    monkeypatch.setattr(loop, "train_step", real_step)
     train(cfg("train.steps=8"), paths, resume=True, progress=False)
     states_equal(checkpoint.load(straight.checkpoint), checkpoint.load(paths.checkpoint))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monkeypatch):
     paths = workdir(tmp_path, digits16, "nan")
-    real_step = GANStep.step
+    real_step = loop.train_step
 
-    def poisoned(self, real, y):
-        if self.step_count >= 5:  # from step 6 on, the data carries a NaN
-            real = real.clone()
-            real[0, 0, 0, 0] = float("nan")
-        return real_step(self, real, y)
+    def poisoned(s, next_batch):
+        def batch():
+            real, y = next_batch()
+            if s.step_count >= 5:  # from step 6 on, the data carries a NaN
+                real = real.clone()
+                real[0, 0, 0, 0] = float("nan")
+            return real, y
 
-    monkeypatch.setattr(GANStep, "step", poisoned)
+        return real_step(s, batch)
+
+    monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(TrainingDiverged) as err:
         train(cfg("train.steps=12"), paths, progress=False)
     msg = str(err.value)
@@ -154,9 +193,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monke
 
 def test_unconditional_and_nonsat(tmp_path, digits16):
     paths = workdir(tmp_path, digits16, "uncond")
-    s = train(
-        cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.pack=1"), paths, progress=False
-    )
+    uncond = cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.model.pack=1")
+    s = train(uncond, paths, progress=False)
     assert s.steps == 2
     assert Image.open(paths.samples_latest).size == (8 * 17 + 1, 8 * 17 + 1)
 

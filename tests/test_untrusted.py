@@ -30,11 +30,11 @@ from ganforge.assets import catalog
 from ganforge.assets.gallery import write_gallery
 from ganforge.errors import GanforgeError
 from ganforge.metrics import classifier, clips
-from ganforge.models import ModelSpec, build
+from ganforge.models import build
 from ganforge.paths import Paths
 from ganforge.training import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, make_spec
 from .test_gallery import _row as gallery_row
 from .test_gallery import _write_png, browser  # noqa: F401  (browser: the headless Chromium fixture)
 
@@ -202,8 +202,8 @@ def _make_bomb(name: str, path: Path) -> None:
     elif name == "storage claiming 4 TB":
         state = {"format": 1, "G_ema": {"w": _Tensor(_Storage("0", 1 << 40), (1 << 40,))}, "spec": {}}
         _torch_zip(path, _pickled(state), {"0": bytes(16)})
-    elif name == "spec building a 4 TB generator":
-        spec = ModelSpec("dcgan", 16, 1, 1 << 20, z_dim=1 << 20, d_norm="batch", g_upsample="convtranspose")
+    elif name == "spec building a 16 GB generator":  # z_dim is bounded (4096); the classes come from the data
+        spec = make_spec("dcgan", 16, 1, 1 << 20, z_dim=4096, d_norm="batch", g_upsample="convtranspose")
         torch.save({"format": 1, "G_ema": {}, "spec": spec.to_dict(), "step": 1}, path)
     elif name == "arch building a 4 TB classifier":
         arch = {"channels": 1, "num_classes": 1 << 20, "width": 8, "feature_dim": 1 << 20}
@@ -220,7 +220,7 @@ BOMBS = {  # bomb -> (loader, what the one-line refusal names: the guard that ca
     "billion laughs (10**12 values in 1 KB)": ("checkpoint", "pickle bomb"),
     "nested 50,000 deep": ("checkpoint", "pickle bomb"),
     "storage claiming 4 TB": ("checkpoint", "(RuntimeError)"),  # torch's own size check
-    "spec building a 4 TB generator": ("checkpoint", "its architecture needs 4,"),
+    "spec building a 16 GB generator": ("checkpoint", "its architecture needs 17,"),
     "arch building a 4 TB classifier": ("classifier", "its architecture needs 4,"),
     "256 MB classifier from stride-0 weights": ("classifier", "its architecture needs 26"),
 }
@@ -238,7 +238,7 @@ def test_bombs_are_refused_quickly_in_little_memory(tmp_path: Path, bomb: str) -
     _make_bomb(bomb, path)
     assert path.stat().st_size < 200_000
     with torch.device("meta"):  # the first meta build imports torch._dynamo (~2 s, ~120 MB, once): not the bomb's cost
-        build(ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8))
+        build(make_spec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8))
     peak, t0 = _peak_rss_mb(), time.perf_counter()
     with pytest.raises(GanforgeError) as exc:
         load(path)
@@ -267,8 +267,8 @@ def test_bombs_are_refused_quickly_in_little_memory(tmp_path: Path, bomb: str) -
 
 def test_loaders_still_load_what_ganforge_writes(tmp_path: Path) -> None:
     """The bounds leave real files alone: a checkpoint and a classifier written the normal way load."""
-    spec = ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8, d_norm="spectral")
-    G, D = build(spec)
+    spec = make_spec("dcgan", 16, 1, 10, z_dim=8, g_width=8, d_width=8, d_norm="spectral")
+    G, D = build(spec).values()
     nets = {"G": G.state_dict(), "G_ema": G.state_dict(), "D": D.state_dict()}
     checkpoint.save(tmp_path / "ck.pt", {**nets, "spec": spec.to_dict(), "step": 3, "class_names": list("0123456789")})
     assert checkpoint.load(tmp_path / "ck.pt")["step"] == 3
@@ -279,7 +279,7 @@ def test_loaders_still_load_what_ganforge_writes(tmp_path: Path) -> None:
     loaded, record = classifier.load(tmp_path / "c.pt")
     assert record["test_accuracy"] == 0.9 and torch.equal(loaded.state_dict()["head.1.weight"], net.head[1].weight)
     # and a checkpoint whose weights do not fit its own spec is refused in one line, not with a traceback
-    other = ModelSpec("dcgan", 16, 1, 10, z_dim=8, g_width=16, d_width=8, d_norm="spectral")
+    other = make_spec("dcgan", 16, 1, 10, z_dim=8, g_width=16, d_width=8, d_norm="spectral")
     checkpoint.save(tmp_path / "bad.pt", {"G_ema": G.state_dict(), "spec": other.to_dict()})
     with pytest.raises(GanforgeError, match="G_ema weights do not fit") as exc:
         checkpoint.load(tmp_path / "bad.pt")

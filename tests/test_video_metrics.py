@@ -3,6 +3,7 @@ TorchScript detector (never the real I3D: no network), the features and evaluate
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,18 +13,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from ganforge import cli
+from ganforge import cli, features
 from ganforge.config import load_config
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.evaluate import VideoSpace, clip_extractor, evaluate, generate, motion_energy, score_video
+from ganforge.evaluate import VideoSpace, evaluate, generate, motion_energy, score_video
 from ganforge.metrics import classifier, clips, fvd
+from ganforge.metrics.extract import clip_extractor
 from ganforge.metrics.scores import SCORE_KEYS
 from ganforge.models import ModelSpec, build
+from ganforge.models.dcgan import DCGANConfig
 from ganforge.paths import Paths, sha256_file
 from ganforge.training import checkpoint
 
-from .conftest import ROOT, TINY_VIDEO, copy_project
+from .conftest import ROOT, TINY_VIDEO, copy_project, make_spec
 from .test_metrics import _fid_scipy, _kid_numpy, _manifold_numpy
 
 EVAL = [*TINY_VIDEO, "evaluate.n_fake_clips=20", "evaluate.kid_subsets=5", "evaluate.kid_subset_size=20"]
@@ -38,7 +41,7 @@ def _motion_numpy(clips_u8: np.ndarray) -> float:
 
 # --- stand-ins -----------------------------------------------------------------------------------------------------
 
-SPEC = ModelSpec("mocogan", resolution=8, channels=1, num_classes=3, z_dim=4, frames=3, motion_dim=2)
+SPEC = make_spec("mocogan", 8, 1, 3, frames=3, z_dim=4, motion_dim=2)
 
 
 class TinyClipG(nn.Module):
@@ -114,12 +117,12 @@ def test_clip_classifier_takes_any_length_and_resolution():
 def test_frames_of_clips_keep_their_order_and_labels():
     x = torch.arange(3 * 1 * 5 * 2 * 2, dtype=torch.uint8).reshape(3, 1, 5, 2, 2)
     assert torch.equal(clips.all_frames(x)[7], x[1, :, 2])
-    frames, labels = clips.sample_frames(x, torch.tensor([4, 5, 6]), 2, torch.Generator().manual_seed(0))
+    frames, labels = features.sample_frames(x, torch.tensor([4, 5, 6]), 2, torch.Generator().manual_seed(0))
     assert frames.shape == (6, 1, 2, 2) and labels.tolist() == [4, 4, 5, 5, 6, 6]
     for i, f in enumerate(frames):  # each a frame of its own clip, two different ones per clip
         assert any(torch.equal(f, x[i // 2, :, t]) for t in range(5))
     assert not torch.equal(frames[0], frames[1])
-    shifted = clips.shift_clips(torch.ones(4, 1, 3, 6, 6).cumsum(-1), torch.Generator().manual_seed(1))
+    shifted = features.shift_clips(torch.ones(4, 1, 3, 6, 6).cumsum(-1), torch.Generator().manual_seed(1))
     for s in shifted:  # the same shift for every frame of a clip
         assert torch.equal(s[:, 0], s[:, 1]) and torch.equal(s[:, 0], s[:, 2])
 
@@ -271,7 +274,9 @@ def test_fvd_file_problems_are_one_line_errors(project, i3d_file, tmp_path):
 
 def test_generator_and_data_of_different_kinds_are_refused(project, digits16, tmp_path):
     state = checkpoint.load(project.checkpoint)
-    spec = ModelSpec(**{**state["spec"], "model": "dcgan", "frames": 0, "motion_dim": 0, "image_d_frames": 0})
+    video = ModelSpec.from_dict(state["spec"])
+    keys = {k: v for k, v in video.config.model_dump().items() if k in DCGANConfig.model_fields and k != "family"}
+    spec = dataclasses.replace(video, config=DCGANConfig(**keys), frames=0)
     G, D = build(spec)  # a real image generator (the loader checks that weights fit their spec)
     image_state = {**state, "spec": spec.to_dict(), "G": G.state_dict(), "G_ema": G.state_dict(), "D": D.state_dict()}
     checkpoint.save(project.checkpoint, {k: v for k, v in image_state.items() if k not in ("format", "sha256")})

@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> str:
 
 def cmd_features(args: argparse.Namespace) -> str:
     cfg = _config(args)
-    from ganforge.metrics.classifier import train_classifier
+    from ganforge.features import train_classifier
     from ganforge.paths import Paths
 
     paths = Paths()

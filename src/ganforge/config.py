@@ -10,42 +10,28 @@ import copy
 import difflib
 import math
 import reprlib
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ganforge.errors import ConfigError
+from ganforge.models import DEFAULT_FAMILY, FAMILIES, FamilyConfig, model_config_type, parse_model
+from ganforge.section import INT64, Section
+
+__all__ = ["INT64", "Section"]  # re-exported: every section's base lives in ganforge.section
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 ResizeFilter = Literal["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]
-
-
-INT64 = 2**63  # no stage can use an integer outside [-2**63, 2**63): torch and numpy take int64
-
-
-def _takes_numbers(annotation: Any) -> bool:
-    """int, float, a Literal of numbers, or an Optional/Union of one of those."""
-    if annotation in (int, float):
-        return True
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return any(type(a) in (int, float) for a in get_args(annotation))
-    if origin in (Union, types.UnionType):
-        return any(_takes_numbers(a) for a in get_args(annotation))
-    return False
 
 
 def _not_bool(value: Any) -> Any:
@@ -55,26 +41,6 @@ def _not_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_not_bool)]  # a float that true/false is not (pydantic's lax mode takes it)
-
-
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, values are immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _usable(cls, value: Any, info: ValidationInfo) -> Any:
-        """What pydantic's lax mode lets through but no stage can use: true/false for a number,
-        an integer beyond 64 bits, a NUL character in a string (a path, a name)."""
-        if isinstance(value, bool):
-            if info.field_name and _takes_numbers(cls.model_fields[info.field_name].annotation):
-                raise ValueError("expected a number, not true/false")
-        elif isinstance(value, int) and not -INT64 <= value < INT64:
-            raise ValueError("out of range (more than 64 bits)")
-        elif isinstance(value, str) and "\x00" in value:
-            raise ValueError("a NUL character is not allowed")
-        return value
 
 
 def _ascii_digits(text: str) -> bool:
@@ -94,7 +60,7 @@ class DataConfig(Section):
     """`prepare` stage: where images (or clips) come from and how they are normalised."""
 
     kind: Literal["image", "video"] = "image"
-    source: Literal["digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
+    source: Literal["digits", "stacked_digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
     path: str | None = None
     dataset: Literal["MNIST", "FashionMNIST", "CIFAR10"] | None = None
     download: bool = False
@@ -110,7 +76,8 @@ class DataConfig(Section):
     clips_per_video: int = Field(4, ge=1, le=10_000)  # video_folder: at most this many clips per file
     num_clips: int = Field(2000, ge=1, le=10_000_000)  # moving_digits: clips generated
     max_digits: int = Field(2, ge=1, le=2)  # moving_digits: 1..max_digits digits per clip
-    seed: int = Field(0, ge=0, lt=2**63)  # moving_digits
+    num_images: int = Field(30_000, ge=1, le=10_000_000)  # stacked_digits: images generated (train + test)
+    seed: int = Field(0, ge=0, lt=2**63)  # moving_digits, stacked_digits
     file_timeout_s: float = Field(30.0, gt=0.0, le=86400.0)  # folder sources: a file taking longer is skipped
 
     @field_validator("resolution")
@@ -130,31 +97,72 @@ class DataConfig(Section):
             raise ValueError(
                 f"data.kind 'video' needs a video data.source: moving_digits or video_folder (got {self.source!r})"
             )
+        if self.source == "stacked_digits" and self.channels != 3:
+            raise ValueError("data.source 'stacked_digits' puts one digit in each RGB channel: set data.channels=3")
         if self.kind == "image" and self.source in VIDEO_SOURCES:
             raise ValueError(f"data.source {self.source!r} makes clips: set data.kind=video")
         return self
 
 
+class PenaltyConfig(Section):
+    """A gradient penalty of D (r1, r2, gp): its weight (0 = off) and how often it runs (lazy regularisation:
+    every `interval` steps, weighted `interval` times)."""
+
+    weight: float = Field(0.0, ge=0.0, le=1e6)
+    interval: int = Field(1, ge=1, le=10_000)
+
+
+class LeCamConfig(Section):
+    """LeCam regularisation of D (Tseng et al. 2021): weight (0 = off) and the decay of its logit averages."""
+
+    weight: float = Field(0.0, ge=0.0, le=1e6)
+    decay: float = Field(0.99, ge=0.0, lt=1.0)
+
+
+AugmentPolicy = Literal["color", "translation", "cutout"]
+
+
+class AugmentConfig(Section):
+    """Augmentation of what D sees (never of samples users get): none | diffaugment | ada."""
+
+    kind: Literal["none", "diffaugment", "ada"] = "none"
+    policy: tuple[AugmentPolicy, ...] = ("color", "translation", "cutout")  # diffaugment
+    target: float = Field(0.6, gt=0.0, lt=1.0)  # ada: the r_t = E[sign D(real)] it steers p towards
+    interval: int = Field(4, ge=1, le=10_000)  # ada: D steps between two adjustments of p
+    speed_kimg: float = Field(100.0, gt=0.0, le=1e6)  # ada: thousands of real images for p to cross 0..1
+    p: float = Field(0.0, ge=0.0, le=1.0)  # ada: initial p
+    adaptive: bool = True  # ada: false keeps p fixed at `p`
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy(cls, v: Any) -> Any:
+        if isinstance(v, str):  # --set train.augment.policy=color,translation
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, list | tuple) and len(set(v)) != len(v):
+            raise ValueError("a policy may be listed once")
+        return v
+
+
+LOSS_NAMES = ("nonsat", "hinge", "wgan", "rpgan", "lsgan")
+
+
 class TrainConfig(Section):
     """`train` stage: model, loss, optimiser and loop settings."""
 
-    model: str = "dcgan"
+    # the model family and its own keys (ganforge.models: one config class per family), e.g. {family: dcgan,
+    # z_dim: 64, ...}; a family's name alone (`model: mocogan`) is that family with its defaults
+    model: Annotated[model_config_type(), BeforeValidator(parse_model)] = Field(
+        default_factory=lambda: FAMILIES[DEFAULT_FAMILY].config()
+    )
     conditional: bool = True
-    z_dim: int = Field(64, ge=1, le=4096)
-    g_width: int = Field(64, ge=4, le=1024)
-    d_width: int = Field(64, ge=4, le=1024)
-    max_channels: int = Field(512, ge=8, le=4096)
-    g_upsample: Literal["convtranspose", "bilinear"] = "bilinear"
-    d_norm: Literal["batch", "spectral", "none"] = "spectral"
-    loss: str = "hinge"
-    pack: int = Field(2, ge=1, le=8)
+    loss: Literal[LOSS_NAMES] = "hinge"  # adversarial loss (training/objective/losses.py)
+    n_critic: int = Field(1, ge=1, le=100)  # D steps per G step (5 for WGAN-GP)
+    r1: PenaltyConfig = PenaltyConfig()  # zero-centred gradient penalty on real samples, gamma/2 E|grad D(x)|^2
+    r2: PenaltyConfig = PenaltyConfig()  # the same on generated samples (R3GAN: r1 + r2)
+    gp: PenaltyConfig = PenaltyConfig()  # WGAN-GP, lambda E(|grad D(x_hat)| - 1)^2 (lambda 10 with loss wgan)
+    lecam: LeCamConfig = LeCamConfig()
+    augment: AugmentConfig = AugmentConfig()
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
-    motion_dim: int = Field(16, ge=1, le=1024)  # video models: motion noise (and GRU state) per frame
-    image_d_frames: int = Field(2, ge=1, le=64)  # video models: frames per clip shown to the image discriminator
-    # video models: "translate" = each frame is also shifted by an offset read from its motion code (a spatial
-    # transformer), so that motion can move what the content code draws instead of redrawing it; "rigid" = one
-    # image per clip from the content code, which the motion codes only move (rigid motion)
-    motion_warp: Literal["none", "translate", "rigid"] = "none"
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1, le=65536)
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)
@@ -183,21 +191,12 @@ class TrainConfig(Section):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return v
 
-    @field_validator("model", "loss")
-    @classmethod
-    def _registered(cls, v: str, info: ValidationInfo) -> str:
-        from ganforge.losses import LOSSES
-        from ganforge.models import MODELS
-
-        names = MODELS if info.field_name == "model" else LOSSES
-        if v not in names:
-            raise ValueError(f"expected one of {sorted(names)}")
-        return v
-
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> TrainConfig:
-        if self.batch_size % self.pack:
-            raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of train.pack ({self.pack})")
+        if self.batch_size % self.model.pack:
+            raise ValueError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of train.model.pack ({self.model.pack})"
+            )
         if self.class_loss and not self.conditional:
             raise ValueError("train.class_loss needs class labels: set train.conditional=true (or class_loss=0)")
         return self
@@ -358,23 +357,57 @@ def _shown(value: Any) -> str:
 MAX_PROBLEMS = 8  # a file with hundreds of bad keys still gets one readable line
 
 
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
-    """` (did you mean train.steps?)` for the unknown key `train.stpes`, when one is close."""
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, Section)):
-            return ""
-        model = field.annotation
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.7)
-    return f" (did you mean {key_path([*loc[:-1], close[0]])}?)" if close else ""
+def _follow(loc: tuple[Any, ...]) -> tuple[list[Any], type[BaseModel] | None]:
+    """An error's location as the user wrote it, and the section holding its last key (None: not a section).
+    Inside `train.model` pydantic puts the family's tag into the location (`train.model.dcgan.z_dim`): dropped."""
+    model: type[BaseModel] | None = Config
+    parent: type[BaseModel] | None = None
+    out: list[Any] = []
+    for part in loc:
+        if model is FamilyConfig and part in FAMILIES:  # the tag of the family the value was validated as
+            model = FAMILIES[part].config
+            continue
+        out.append(part)
+        parent = model
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        model = _section_of(field.annotation) if field is not None else None
+    return out, parent
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section type of a field: a Section, or for `train.model` (a union of families) their common base."""
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation
+    if any(isinstance(a, type) and issubclass(a, FamilyConfig) for a in _leaves(annotation)):
+        return FamilyConfig
+    return None
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    return [leaf for a in args for leaf in _leaves(a)] if args else [annotation]
+
+
+def _did_you_mean(parts: list[Any], parent: type[BaseModel] | None) -> str:
+    """` (did you mean train.steps?)` for the unknown key `train.stpes`, when one is close; for a key of another
+    model family (`train.model.motion_dim` on dcgan), which families have it."""
+    if parent is None:
+        return ""
+    key = str(parts[-1])
+    if issubclass(parent, FamilyConfig):
+        others = [name for name, f in FAMILIES.items() if key in f.config.model_fields]
+        if others:
+            return f" for family {parent.model_fields['family'].default} (a key of {', '.join(others)})"
+    close = difflib.get_close_matches(key, list(parent.model_fields), n=1, cutoff=0.7)
+    return f" (did you mean {key_path([*parts[:-1], close[0]])}?)" if close else ""
 
 
 def _describe(err: dict[str, Any]) -> str:
-    path = key_path(err["loc"]) or "(top level)"
+    parts, parent = _follow(tuple(err["loc"]))
+    path = key_path(parts) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{path}: unknown key{_did_you_mean(tuple(err['loc']))}"
+        return f"{path}: unknown key{_did_you_mean(parts, parent)}"
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ")
     if kind == "model_type":  # "Input should be a valid dictionary or instance of TrainConfig"
@@ -485,6 +518,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+_NAMED_SECTIONS = {("train", "model"): "family"}  # sections a name alone can stand for: that name's key
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each `key.path=value` applied."""
     out = copy.deepcopy(raw)
@@ -493,6 +529,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         node = out
         for depth, k in enumerate(keys[:-1]):
             child = node.setdefault(k, {})
+            named = _NAMED_SECTIONS.get(tuple(keys[: depth + 1]))
+            if named and isinstance(child, str):  # `model: mocogan`, then --set train.model.motion_dim=8
+                child = node[k] = {named: child}
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key_path(keys)}: {key_path(keys[: depth + 1])} is a value, not a section")
             node = child

@@ -16,10 +16,8 @@ ones (1.0: as much; ~0: frozen frames).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,17 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__, faults, tracking
+from ganforge import __version__, faults
 from ganforge.config import Config, EvaluateConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
+from ganforge.metrics.extract import Extract, clip_extractor, extractor, reference_features
 from ganforge.models import ModelSpec
-from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.paths import Paths, write_text_atomic
+from ganforge.registry import record_evaluation
 from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
-
-# an extractor maps uint8 images [N, C, H, W] (or clips [N, C, T, H, W]) to (features [N, D], logits [N, K] or None)
-Extract = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 CLIP_FD_ABOUT = "in-domain clip Fréchet distance (3D-conv classifier features trained on this data; not FVD)"
 MOTION_ABOUT = "mean |x[t+1] - x[t]| of generated clips / that of real clips (1.0: as much movement; ~0: frozen)"
@@ -51,96 +48,7 @@ FAKE_SAMPLES = (
 MANIFOLD_FRAMES = "one random frame per clip (torch.Generator seeded with evaluate.seed: real picks, then fake)"
 
 
-def _batched(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, batch: int) -> list[Any]:
-    return [fn(x[i : i + batch]) for i in range(0, len(x), batch)]
-
-
-def _classifier_extract(net: nn.Module, batch: int) -> Extract:
-    """A ganforge classifier (image or clip) as an extractor: uint8 in, (features float64, logits) out."""
-    from ganforge.metrics.classifier import to_float
-
-    @torch.no_grad()
-    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        parts = _batched(lambda b: net(to_float(b)), x, batch)
-        return torch.cat([f for f, _ in parts]).double(), torch.cat([z for _, z in parts])
-
-    return run
-
-
-def extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]]:
-    """The configured feature extractor and its protocol (name, weights hash, resize, dim)."""
-    if ec.extractor == "classifier":
-        from ganforge.metrics.classifier import load
-
-        net, record = load(paths.classifier)
-        run = _classifier_extract(net, ec.batch_size)
-        protocol = {
-            "extractor": "classifier",
-            "weights": str(paths.classifier),
-            "weights_sha256": record["sha256"],
-            "extractor_test_accuracy": record["test_accuracy"],
-            "feature_dim": net.feature_dim,
-            "resize": "none (native resolution)",
-        }
-        return run, protocol
-    from ganforge.metrics.inception import load_inception
-
-    net_i, protocol = load_inception(ec.inception_weights, ec.download, ec.resize_filter)
-
-    @torch.no_grad()
-    def run_i(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return torch.cat(_batched(net_i, x, ec.batch_size)).double(), None
-
-    return run_i, dict(protocol)
-
-
-def clip_extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]]:
-    """The clip classifier of the features stage as an extractor: uint8 clips [N, C, T, H, W] ->
-    (features float64 [N, D], logits [N, K]); and its protocol (weights hash, feature dim, frames)."""
-    from ganforge.metrics.clips import load
-
-    net, record = load(paths.clip_classifier)
-    run = _classifier_extract(net, max(1, ec.batch_size // max(1, net.frames)))  # ~batch_size frames per pass
-
-    protocol = {
-        "extractor": "clip_classifier",
-        "weights": str(paths.clip_classifier),
-        "weights_sha256": record["sha256"],
-        "extractor_test_accuracy": record["test_accuracy"],
-        "feature_dim": net.feature_dim,
-        "frames": record["frames"],
-        "resolution": record["resolution"],
-        "resize": "none (native resolution)",
-    }
-    return run, protocol
-
-
-def _data_key(paths: Paths, split: str) -> str:
-    """A hash that changes whenever the prepared data does (its manifest and info say everything)."""
-    h = hashlib.sha256(split.encode())
-    for name in ("info.json", "manifest.parquet"):
-        h.update((paths.prepared / name).read_bytes())
-    return h.hexdigest()
-
-
-def reference_features(
-    extract: Extract, protocol: dict[str, Any], paths: Paths, split: str, real: torch.Tensor
-) -> tuple[torch.Tensor, bool]:
-    """Features of the real split, from the cache when the data and extractor are unchanged."""
-    key_src = json.dumps({"data": _data_key(paths, split), "extractor": protocol}, sort_keys=True, default=str)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
-    cached = paths.cache / "reference" / f"{key}.pt"
-    if cached.exists():
-        try:
-            return torch.load(cached, weights_only=True)["features"], True
-        except Exception:  # a damaged cache entry is recomputed, never trusted
-            cached.unlink(missing_ok=True)
-    features, _ = extract(real)
-    with atomic_path(cached) as tmp:
-        torch.save({"features": features, "key": key_src}, tmp)
-    return features, False
-
-
+@torch.no_grad()
 def generate(
     G: nn.Module, n: int, num_classes: int, seed: int, truncation: float, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -223,7 +131,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         if len(real) < 2:
             raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} images; set data.test_fraction higher")
     state = checkpoint.load(paths.checkpoint)
-    spec = ModelSpec(**state["spec"])
+    spec = ModelSpec.from_dict(state["spec"])
     if spec.kind != data.kind:
         raise GanforgeError(
             f"evaluate: {paths.checkpoint} holds {'a video' if spec.kind == 'video' else 'an image'} generator "
@@ -258,7 +166,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
     if cfg.tracking.enabled:
-        registry = tracking.record_evaluation(cfg, paths, scores, raw, protocol)
+        registry = record_evaluation(cfg, paths, scores, raw, protocol)
     result: dict[str, Any] = {**scores}
     if raw is not None:
         result["raw"] = raw
@@ -476,7 +384,7 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
     if cfg.tracking.enabled:
-        registry = tracking.record_evaluation(
+        registry = record_evaluation(
             cfg,
             paths,
             _numbers(scores, video),

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganforge.config import GateConfig, RegistryConfig
+from ganforge.config import Config, GateConfig, RegistryConfig
 from ganforge.errors import GanforgeError
-from ganforge.paths import sha256_file
-from ganforge.tracking import _client, tracking_uri
+from ganforge.paths import Paths, sha256_file
+from ganforge.tracking import TrainRun, evaluation_run_id, mlflow_client, tracking_uri
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 METRIC_TAG = "metric."
@@ -62,7 +62,7 @@ def log_generator(
     from ganforge.training import checkpoint
 
     state = checkpoint.load(checkpoint_path)
-    client = _client()
+    client = mlflow_client()
     run = _get_run(client, run_id)
     # The logged model belongs to the run's experiment (left to itself, mlflow may pick the default one).
     logged = client.create_logged_model(
@@ -183,7 +183,7 @@ def register_candidate(
     Idempotent per run: an existing version of `run_id` is reused (with `checkpoint_sha256`, only one holding
     the same weights: a resumed training that changed the weights under the same run gets a new version).
     """
-    client = _client()
+    client = mlflow_client()
     name = cfg.model_name
     _ensure_model(client, name)
     existing = _version_of_run(client, name, run_id, checkpoint_sha256)
@@ -237,7 +237,7 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.exists():
         raise GanforgeError(f"{checkpoint_path}: no checkpoint (run `ganforge train` first)")
-    client = _client()
+    client = mlflow_client()
     name = cfg.model_name
     _get_run(client, run_id)
     sha = sha256_file(checkpoint_path)
@@ -270,6 +270,24 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     }
 
 
+def record_evaluation(
+    cfg: Config, paths: Paths, scores: dict[str, float], raw: dict[str, float] | None, protocol: dict[str, Any]
+) -> dict[str, Any]:
+    """The evaluate stage's record: scores (metrics) and protocol (tags) on the train run, then the registry step
+    (`evaluate_and_register`). Returns {"run_id", **that step's decision}."""
+    client = mlflow_client()
+    run_id = evaluation_run_id(client, paths.mlflow_run, cfg)
+    run = TrainRun(client, run_id)
+    step = int(protocol.get("checkpoint_step", 0))
+    run.log_metrics(step, {f"eval.{k}": v for k, v in scores.items()})
+    if raw:
+        run.log_metrics(step, {f"eval_raw.{k}": v for k, v in raw.items()})
+    for k, v in protocol.items():
+        client.set_tag(run_id, f"eval.protocol.{k}", str(v))
+    decision = evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores)
+    return {"run_id": run_id, **decision}
+
+
 # ---------------------------------------------------------------------------------------------- reading
 
 
@@ -294,7 +312,7 @@ def fetch_version(name: str, ref: str, dest: Path) -> FetchedVersion:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = _client()
+    client = mlflow_client()
     model = _get_model(client, name)
     if str(ref).isdigit():
         mv = client.get_model_version(name, str(_version_number(client, name, ref)))
@@ -328,7 +346,7 @@ def fetch_version(name: str, ref: str, dest: Path) -> FetchedVersion:
 
 def list_versions(name: str) -> list[dict[str, Any]]:
     """Every live version of `name`, oldest first, with its aliases, metrics and gate decision."""
-    client = _client()
+    client = mlflow_client()
     model = _get_model(client, name)
     aliases: dict[int, list[str]] = {}
     for alias, ver in (model.aliases or {}).items():
@@ -356,7 +374,7 @@ def list_versions(name: str) -> list[dict[str, Any]]:
 def promote_through_gate(cfg: RegistryConfig, version: int) -> tuple[bool, str]:
     """Judge an already registered version against the current champion with the gate (its `metric.*` tags)
     and promote it when it passes: how a sweep promotes its best run. Returns (promoted, why)."""
-    client = _client()
+    client = mlflow_client()
     name = cfg.model_name
     _get_model(client, name)
     number = _version_number(client, name, version)
@@ -375,7 +393,7 @@ def promote_through_gate(cfg: RegistryConfig, version: int) -> tuple[bool, str]:
 
 def promote(name: str, version: int, reason: str = "manual") -> None:
     """Make `version` the champion (by hand: no gate); the previous champion is remembered for rollback."""
-    client = _client()
+    client = mlflow_client()
     _get_model(client, name)
     number = _version_number(client, name, version)
     if _champion(client, name) != number:
@@ -384,7 +402,7 @@ def promote(name: str, version: int, reason: str = "manual") -> None:
 
 def rollback(name: str) -> int:
     """Move `champion` back to the previous champion that still exists; return its version number."""
-    client = _client()
+    client = mlflow_client()
     _get_model(client, name)
     current = _champion(client, name)
     history = _history(client, name)

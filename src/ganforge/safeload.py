@@ -91,7 +91,8 @@ def _check_plain(obj: Any, refuse: Callable[[str], GanforgeError]) -> None:
 
 def arch_kwargs(value: Any, path: Path, what: str, field: str) -> dict[str, Any]:
     """`value` (a file's `field`) as keyword arguments of a network constructor: a dict of str keys and short
-    strings, bools, None, finite floats or ints within +-MAX_ARCH_INT. Else GanforgeError."""
+    strings, bools, None, finite floats or ints within +-MAX_ARCH_INT, or one level of such dicts (a model
+    spec's family config). Else GanforgeError."""
 
     def plain(v: Any) -> bool:
         if isinstance(v, str):
@@ -102,7 +103,12 @@ def arch_kwargs(value: Any, path: Path, what: str, field: str) -> dict[str, Any]
             return math.isfinite(v) and abs(v) <= MAX_ARCH_INT
         return False
 
-    if not isinstance(value, dict) or not all(isinstance(k, str) and plain(v) for k, v in value.items()):
+    def settings(d: Any, nested: bool) -> bool:
+        return isinstance(d, dict) and all(
+            isinstance(k, str) and (plain(v) or (nested and settings(v, False))) for k, v in d.items()
+        )
+
+    if not settings(value, True):
         raise GanforgeError(f"{path}: not a {what} (its {field} is not a set of plain settings)")
     return dict(value)
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ganforge.models import ModelSpec, build_generator
 from ganforge.sampling import Sampler
 
 BATCH = 32  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
@@ -40,7 +41,8 @@ def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]
     if "D" in checkpoint:
         files["discriminator"] = out_dir / "discriminator.pt"
         torch.save({k: v.detach().cpu() for k, v in checkpoint["D"].items()}, files["discriminator"])
-    meta = {"spec": checkpoint["spec"], "class_names": list(checkpoint.get("class_names") or [])}
+    spec = ModelSpec.from_dict(checkpoint["spec"]).to_dict()  # an older checkpoint's flat spec: the current form
+    meta = {"spec": spec, "class_names": list(checkpoint.get("class_names") or [])}
     files["spec"].write_text(json.dumps(meta))
     return {k: str(v) for k, v in files.items()}
 
@@ -71,10 +73,8 @@ class GeneratorSampler(mlflow.pyfunc.PythonModel):
     """Seed-addressed sampling from a ganforge generator (EMA weights), on CPU: images, or clips from a video one."""
 
     def load_context(self, context: Any) -> None:
-        from ganforge.models import ModelSpec, build_generator
-
         meta = json.loads(Path(context.artifacts["spec"]).read_text())
-        self.spec = ModelSpec(**meta["spec"])
+        self.spec = ModelSpec.from_dict(meta["spec"])
         self.class_names: list[str] = list(meta.get("class_names") or [])
         G = build_generator(self.spec)
         G.load_state_dict(torch.load(context.artifacts["generator"], map_location="cpu", weights_only=True))

@@ -1,4 +1,5 @@
-"""MLflow, reached from the stages through this module only.
+"""MLflow, reached from the stages through the tracking layer only: this module (the store, runs, logging) and
+`registry` (model versions, the gate, promotion), which builds on it; this module never imports `registry`.
 
 The store is MLFLOW_TRACKING_URI when set, else an absolute sqlite:///<root>/mlflow.db where root
 is DVC_ROOT (set by `dvc exp run`, whose stages may run in a temp copy) or the working directory.
@@ -92,7 +93,8 @@ class NoRun(TrainRun):
         pass
 
 
-def _client() -> Any:
+def mlflow_client() -> Any:
+    """An MlflowClient on this project's store (tracking and registry), whose calls wait while sqlite is locked."""
     import logging
 
     from mlflow.tracking import MlflowClient
@@ -169,7 +171,7 @@ def start_train_run(cfg: Config, record: Path, resume: bool = False, run_id: str
     if not cfg.tracking.enabled:
         return NoRun()
     try:
-        client = _client()
+        client = mlflow_client()
         if resume:
             known = json.loads(record.read_text())["run_id"] if record.exists() else run_id
             if known and _run_exists(client, known):
@@ -217,8 +219,8 @@ def _log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[i : i + 100])
 
 
-def _train_run_id(client: Any, record: Path, cfg: Config) -> str:
-    """The train stage's run; a new run when the record or its run is gone (e.g. a fresh store)."""
+def evaluation_run_id(client: Any, record: Path, cfg: Config) -> str:
+    """The run evaluate logs to: the train stage's, or a new one when the record or its run is gone (a fresh store)."""
     if record.exists():
         run_id = json.loads(record.read_text())["run_id"]
         try:
@@ -235,29 +237,10 @@ def _train_run_id(client: Any, record: Path, cfg: Config) -> str:
     return client.create_run(exp_id, tags=tags, run_name="evaluate").info.run_id
 
 
-def record_evaluation(
-    cfg: Config, paths: Any, scores: dict[str, float], raw: dict[str, float] | None, protocol: dict[str, Any]
-) -> dict[str, Any]:
-    """Log scores (metrics) and protocol (tags) to the train run; register the generator; apply the gate."""
-    from ganforge import registry
-
-    client = _client()
-    run_id = _train_run_id(client, paths.mlflow_run, cfg)
-    run = TrainRun(client, run_id)
-    step = int(protocol.get("checkpoint_step", 0))
-    run.log_metrics(step, {f"eval.{k}": v for k, v in scores.items()})
-    if raw:
-        run.log_metrics(step, {f"eval_raw.{k}": v for k, v in raw.items()})
-    for k, v in protocol.items():
-        client.set_tag(run_id, f"eval.protocol.{k}", str(v))
-    decision = registry.evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores)
-    return {"run_id": run_id, **decision}
-
-
 def record_library(run_id: str, values: dict[str, float]) -> str:
     """Log a library build's counts and throughput (`library.<name>`) to the run behind the model it drew from.
     Returns where they went, or why not (a run missing from this store is not worth failing a finished build)."""
-    client = _client()
+    client = mlflow_client()
     try:
         client.get_run(run_id)
     except Exception as exc:
@@ -268,11 +251,11 @@ def record_library(run_id: str, values: dict[str, float]) -> str:
 
 def tag_run(run_id: str, tags: dict[str, str]) -> None:
     """Set tags on a run (links to where it was launched from: a Prefect flow run, a DVC experiment)."""
-    client = _client()
+    client = mlflow_client()
     for key, value in tags.items():
         client.set_tag(run_id, key, str(value))
 
 
 def artifact_paths(run_id: str, path: str) -> list[str]:
     """The artifacts of a run under `path`, sorted (e.g. the sample grids under samples/)."""
-    return sorted(a.path for a in _client().list_artifacts(run_id, path))
+    return sorted(a.path for a in mlflow_client().list_artifacts(run_id, path))

@@ -98,17 +98,16 @@ class Scorer:
     evaluation features, realism, D logit (a video D's clip head), nearest-real."""
 
     def __init__(self, cfg: Config, paths: Paths, src: Source) -> None:
-        from ganforge import evaluate
-        from ganforge.evaluate import reference_features
+        from ganforge.metrics.extract import clip_extractor, extractor, reference_features
 
         data = PreparedData.open(paths.prepared, kinds=DATA_KINDS)
         check_data(src, data)
         self.src = src
         self.video = src.spec.kind == "video"
         if self.video:
-            self.extract, self.protocol = evaluate.clip_extractor(cfg.evaluate, paths)
+            self.extract, self.protocol = clip_extractor(cfg.evaluate, paths)
         else:
-            self.extract, self.protocol = evaluate.extractor(cfg.evaluate, paths)
+            self.extract, self.protocol = extractor(cfg.evaluate, paths)
         train_x, _ = data.load("train")
         feats, self.reference_from_cache = reference_features(self.extract, self.protocol, paths, "train", train_x)
         self.real = scoring.RealSet.build(feats, train_x, cfg.library.k)

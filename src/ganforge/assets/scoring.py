@@ -83,16 +83,16 @@ def discriminator_logits(D: nn.Module, images: torch.Tensor, y: torch.Tensor | N
     if pack > 1:
         x = x.repeat_interleave(pack, dim=0)
         y = None if y is None else y.repeat_interleave(pack)
-    return D(x, y).float().flatten()
+    return D(x, y).logits[0].float().flatten()
 
 
 @torch.inference_mode()
 def clip_logits(D: nn.Module, clips: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """The video discriminator's clip-head logit for each uint8 clip [B, C, T, H, W] (`D(x, y)[1]`: one per clip,
+    """The video discriminator's clip-head logit for each uint8 clip [B, C, T, H, W] (`D(x, y).logits[1]`: one per clip,
     no packing). The frame head samples frames at random, so only the clip head scores a clip reproducibly."""
     x = clips.float() / 127.5 - 1.0
     video = getattr(D, "video", None)  # mocogan: the clip head alone, without drawing the frame head's frames
-    out = video(x, y) if isinstance(video, nn.Module) else D(x, y)[1]
+    out = video(x, y) if isinstance(video, nn.Module) else D(x, y).logits[1]
     return out.float().flatten()
 
 

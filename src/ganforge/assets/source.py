@@ -35,7 +35,8 @@ class Source:
 
 
 def _networks(spec: ModelSpec, g_state: dict, d_state: dict | None) -> tuple[nn.Module, nn.Module | None]:
-    G, D = build(spec)
+    nets = build(spec)
+    G, D = nets["G"], nets["D"]
     G.load_state_dict(g_state)
     G = G.eval().requires_grad_(False)
     if d_state is None:
@@ -47,7 +48,7 @@ def _networks(spec: ModelSpec, g_state: dict, d_state: dict | None) -> tuple[nn.
 def from_checkpoint(path: Path, paths: Paths, label: str | None = None) -> Source:
     """A checkpoint file; `label` names it in the provenance (default: the path as given)."""
     state = checkpoint.load(path)
-    spec = ModelSpec(**state["spec"])
+    spec = ModelSpec.from_dict(state["spec"])
     G, D = _networks(spec, state["G_ema"], state["D"])
     run_id = ""
     if paths.mlflow_run.exists() and path.resolve() == paths.checkpoint.resolve():
@@ -64,7 +65,7 @@ def from_registry(cfg: Config, paths: Paths) -> Source:
     with tempfile.TemporaryDirectory(prefix="ganforge-library-") as tmp:
         got = registry.fetch_version(name, ref, Path(tmp))
         meta = json.loads(got.files["spec"].read_text())
-        spec = ModelSpec(**meta["spec"])
+        spec = ModelSpec.from_dict(meta["spec"])
         g_state = torch.load(got.files["generator"], map_location="cpu", weights_only=True)
         d_state = None
         if "discriminator" in got.files:

@@ -59,16 +59,14 @@ from tqdm import tqdm
 
 from ganforge import faults
 from ganforge.config import DataConfig
-from ganforge.data.sources import Item, Source, display, open_source
+from ganforge.data.clips import CLIP_MANIFEST_SCHEMA, process_clip
+from ganforge.data.decode import Skipped, normalise, short_message, sniff, unreadable
+from ganforge.data.sources import Item, Source, display, hash_split, open_source
 from ganforge.errors import GanforgeError
 from ganforge.paths import write_text_atomic
 
 FORMAT = 1
 SPLITS = ("train", "test")
-PAD_COLOR = "white"
-_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
-
 MANIFEST_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -126,45 +124,17 @@ class PrepareSummary:
         )
 
 
-class Skipped(Exception):
-    """A sample that cannot be used: `category` is what the counts group by, `reason` goes in the manifest."""
-
-    def __init__(self, category: str, reason: str) -> None:
-        super().__init__(reason)
-        self.category = category
-        self.reason = reason
-
-
-def _short(exc: BaseException) -> str:
-    text = display(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def sniff(head: bytes) -> str | None:
-    """What the first bytes of a file that no decoder recognised look like: "HTML", "SVG", "text" or None."""
-    head = head[:1024]
-    low = head.lower()
-    if b"<svg" in low:
-        return "SVG"
-    if b"<html" in low or b"<!doctype html" in low:
-        return "HTML"
-    text = head.decode("utf-8", "ignore")
-    if head and b"\0" not in head and len(text.encode()) >= len(head) - 3:  # decodes (bar a character cut short)
-        return "text" if all(c.isprintable() or c in "\t\n\r\f\v" for c in text) else None
-    return None
-
-
 def _decode_error(exc: Exception, raw: bytes) -> Skipped:
     if isinstance(exc, Image.DecompressionBombError):  # refused from the header, before any pixel is allocated
         size = re.search(r"\((\d+) pixels\).*?limit of (\d+)", str(exc))
-        why = f"{size[1]} pixels, over the decompression-bomb limit of {size[2]}" if size else _short(exc)
+        why = f"{size[1]} pixels, over the decompression-bomb limit of {size[2]}" if size else short_message(exc)
         return Skipped("too large", f"too large: {why}")
     if isinstance(exc, UnidentifiedImageError):
         kind = sniff(raw)
         return Skipped("not an image", f"not an image ({kind})" if kind else "not an image")
     if "truncat" in str(exc).lower():
         return Skipped("truncated", "truncated")
-    return Skipped("corrupt", f"corrupt: {_short(exc)}")
+    return Skipped("corrupt", f"corrupt: {short_message(exc)}")
 
 
 def _open(item: Item, raw: bytes, meta: dict[str, Any], resolution: int) -> Image.Image:
@@ -192,46 +162,6 @@ def _open(item: Item, raw: bytes, meta: dict[str, Any], resolution: int) -> Imag
     if not (img.width and img.height):
         raise Skipped("corrupt", "corrupt: empty image")
     return img
-
-
-def _flatten(img: Image.Image) -> Image.Image:
-    """Any mode -> "L" or "RGB": 16-bit /257, float 0..1 (or 0..255), alpha composited on white."""
-    mode = img.mode
-    if mode in _SIXTEEN_BIT:
-        arr = np.asarray(img).astype(np.float64).clip(0, 65535) / 257.0
-        return Image.fromarray(np.rint(arr).astype(np.uint8))
-    if mode == "F":
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
-        return Image.fromarray(np.rint((arr * scale).clip(0, 255)).astype(np.uint8))
-    transparent = mode in _ALPHA or "transparency" in img.info
-    if mode in ("L", "RGB") and not transparent:
-        return img
-    try:
-        if transparent:
-            white = Image.new("RGBA", img.size, PAD_COLOR)
-            return Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
-        return img.convert("L" if mode == "1" else "RGB")
-    except ValueError:
-        raise Skipped("unsupported mode", f"unsupported mode {mode}") from None
-
-
-def normalise(img: Image.Image, cfg: DataConfig) -> np.ndarray:
-    """A decoded image -> uint8 [C, R, R] following `cfg` (channels, fit, resolution, resize_filter)."""
-    img = _flatten(img).convert("L" if cfg.channels == 1 else "RGB")
-    size = (cfg.resolution, cfg.resolution)
-    method = Image.Resampling[cfg.resize_filter.upper()]
-    if cfg.fit == "crop":
-        img = ImageOps.fit(img, size, method=method)
-    else:
-        img = ImageOps.pad(img, size, method=method, color=PAD_COLOR)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-
-
-def hash_split(sha256: str, test_fraction: float) -> str:
-    """Deterministic split from the content hash: stable when the dataset grows."""
-    return "test" if int(sha256[:16], 16) / 2**64 < test_fraction else "train"
 
 
 class _SplitWriter:
@@ -269,10 +199,6 @@ class _SplitWriter:
         labels = f"{self.split}-labels.npy"
         np.save(self.out / labels, np.asarray(self.labels, dtype=np.int64))
         return {"count": len(self.labels), "shards": self.shards, "labels": labels}
-
-
-def unreadable(exc: OSError) -> Skipped:
-    return Skipped("unreadable", f"unreadable: {display(exc.strerror or str(exc))}")
 
 
 def _process(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -429,8 +355,6 @@ def _build(source: Source, cfg: DataConfig, out: Path, progress: bool) -> tuple[
     """Write shards, labels, manifest and info.json into `out`; return info and skip counts."""
     side = (cfg.resolution, cfg.resolution)
     if cfg.kind == "video":
-        from ganforge.data.clips import CLIP_MANIFEST_SCHEMA, process_clip  # clips imports this module
-
         process, schema, shape = process_clip, CLIP_MANIFEST_SCHEMA, (cfg.channels, cfg.frames, *side)
         unit = "clip" if cfg.source == "moving_digits" else "file"
     else:

@@ -2,8 +2,9 @@
 
 A source only lists samples (and reads their bytes); decoding, normalising and splitting happen in
 `prepare`, the same way for every source. Items come out in sorted `path` order, which decides which
-copy of a duplicate is kept. Image sources: digits, folder, torchvision; clip sources (`data.kind:
-video`): moving_digits (generated, see `ganforge.data.clips`), video_folder.
+copy of a duplicate is kept. Image sources: digits, stacked_digits (three digits per image, one per RGB
+channel), folder, torchvision; clip sources (`data.kind: video`): moving_digits (generated, see
+`ganforge.data.moving_digits`), video_folder.
 
 Folder sources list every non-hidden entry under `data.path` without opening anything. Only regular files
 are ever opened, never a FIFO, socket or device (those are listed with their reason). Symbolic links are
@@ -15,6 +16,7 @@ Names that are not valid UTF-8 are shown with `\\xNN` for their undecodable byte
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections import deque
@@ -27,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ganforge.config import DataConfig
+from ganforge.data.moving_digits import MovingDigits
 from ganforge.errors import GanforgeError
 
 OUTSIDE_CLASS = "outside any class folder"
@@ -113,15 +116,58 @@ def _arrays(prefix: str, images: np.ndarray, labels: np.ndarray, names: list[str
     ]
 
 
-def digits(cfg: DataConfig) -> Source:
-    """The 1,797 8x8 handwritten digits shipped inside scikit-learn (no download)."""
+def hash_split(sha256: str, test_fraction: float) -> str:
+    """Deterministic split from the content hash: stable when the dataset grows."""
+    return "test" if int(sha256[:16], 16) / 2**64 < test_fraction else "train"
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The 1,797 digits as uint8 [N, 8, 8] (0..255), their labels and the class names."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
     images = np.rint(data.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    names = [str(n) for n in data.target_names]
-    items = _arrays("sklearn-digits", images, data.target, names, None)
-    return Source("digits", names, items)
+    return images, data.target, [str(n) for n in data.target_names]
+
+
+def digits(cfg: DataConfig) -> Source:
+    """The 1,797 8x8 handwritten digits shipped inside scikit-learn (no download)."""
+    images, labels, names = _sklearn_digits()
+    return Source("digits", names, _arrays("sklearn-digits", images, labels, names, None))
+
+
+def stacked_digits(cfg: DataConfig) -> Source:
+    """StackedMNIST (Metz et al. 2017) from the built-in digits: `data.num_images` RGB images, fixed by `data.seed`.
+
+    Each image holds three digits, one per channel (red, green, blue), each drawn independently: a class uniformly
+    from the ten, then one of that class's images uniformly. Its label is the mode, 100*red + 10*green + blue
+    (1,000 classes, named "000".."999"). The split is fixed here, never by the image's hash: the
+    round(num_images * test_fraction) test images are built only from the digits that the `digits` source puts in
+    its test split (same content-hash rule, same `data.test_fraction`), the train images only from its train
+    digits, so a digit classifier trained on the `digits` train split has never seen a test image's digits. Each
+    channel is that 8x8 digit resized by `prepare` exactly as the `digits` source's image is. Image i of a split
+    depends only on (seed, split, i) and the digits split: more images add to the set and change none."""
+    images, labels, _ = _sklearn_digits()
+    splits = np.array([hash_split(hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(), cfg.test_fraction)
+                       for x in images])  # fmt: skip
+    n_test = round(cfg.num_images * cfg.test_fraction)
+    width = max(5, len(str(cfg.num_images - 1)))
+    items: list[Item] = []
+    for code, (split, count) in enumerate((("test", n_test), ("train", cfg.num_images - n_test))):
+        pools = [np.flatnonzero((labels == d) & (splits == split)) for d in range(10)]
+        if count and any(len(p) == 0 for p in pools):
+            raise GanforgeError(
+                f"data.test_fraction {cfg.test_fraction}: the digits' {split} split misses a class; "
+                "stacked_digits needs every digit in both splits (use a test_fraction of 0.05..0.5, or 0 for no test)"
+            )
+        u = np.random.default_rng([cfg.seed, code]).random((count, 2, 3))  # per image: classes, then picks
+        classes = (u[:, 0] * 10).astype(np.int64)
+        for i in range(count):
+            which = [pools[d][int(v * len(pools[d]))] for d, v in zip(classes[i], u[i, 1], strict=True)]
+            mode = int(classes[i] @ np.array([100, 10, 1]))
+            array = np.stack([images[w] for w in which], axis=-1)  # [8, 8, 3]: red, green, blue
+            items.append(Item(f"stacked-digits/{split}/{i:0{width}d}", mode, f"{mode:03d}", split, array=array))
+    return Source("stacked_digits", [f"{m:03d}" for m in range(1000)], items)
 
 
 def _visible(name: str) -> bool:
@@ -260,8 +306,6 @@ def video_folder(cfg: DataConfig) -> Source:
 
 def moving_digits(cfg: DataConfig) -> Source:
     """Moving MNIST (Srivastava et al. 2015) from the built-in digits: `data.num_clips` clips, fixed by `data.seed`."""
-    from ganforge.data.clips import MovingDigits  # clips imports prepare, which imports this module
-
     maker = MovingDigits(cfg.resolution, cfg.frames, cfg.max_digits, cfg.seed, cfg.resize_filter)
     width = max(5, len(str(cfg.num_clips - 1)))
     items = []
@@ -313,6 +357,7 @@ def torchvision(cfg: DataConfig) -> Source:
 
 SOURCES: dict[str, Callable[[DataConfig], Source]] = {
     "digits": digits,
+    "stacked_digits": stacked_digits,
     "folder": folder,
     "torchvision": torchvision,
     "moving_digits": moving_digits,

@@ -1,28 +1,22 @@
-"""The `features` stage: a small in-domain classifier trained on the prepared train split.
+"""The in-domain image classifier, trained by the `features` stage (`ganforge.features`) on the prepared train split.
 
 Its penultimate layer is the feature space of FID/KID/precision/recall where no Inception weights
 are at hand (and a more telling one for small grayscale domains); its logits give the class
-accuracy of conditional samples. Test accuracy goes to metrics/features.json.
+accuracy of conditional samples. This module holds the network and its file (models/classifier.pt).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ganforge import safeload
-from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.paths import Paths, atomic_path, sha256_file, write_text_atomic
+from ganforge.paths import atomic_path, sha256_file
 
 FORMAT = 1
 
@@ -61,152 +55,6 @@ class Classifier(nn.Module):
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().mul(2 / 255).sub(1)
-
-
-def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Random translations by up to `max_shift` pixels (edge-replicated), one per image."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    rows = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(h)
-    cols = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(w)
-    return padded[
-        torch.arange(n)[:, None, None, None],
-        torch.arange(c)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
-
-
-def fit(
-    net: nn.Module,
-    epoch_data: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-    epochs: int,
-    batch: int,
-    lr: float,
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
-    g: torch.Generator,
-    desc: str,
-    progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train a classifier (forward -> (features, logits)) with AdamW, a one-cycle schedule and label smoothing:
-    each epoch on `epoch_data(epoch)` (uint8 inputs, labels; the same size every epoch) in an order drawn from g.
-    Returns the last epoch's data."""
-    x_train, y_train = epoch_data(0)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, -(-len(x_train) // batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
-        net.train()
-        if epoch:
-            x_train, y_train = epoch_data(epoch)
-        order = torch.randperm(len(x_train), generator=g)
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            x = to_float(x_train[idx])
-            if augment is not None:
-                x = augment(x, g)
-            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return x_train, y_train
-
-
-@torch.no_grad()
-def accuracy(net: Classifier, images_u8: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
-    net.eval()
-    correct = 0
-    for i in range(0, len(images_u8), batch):
-        correct += (net(to_float(images_u8[i : i + batch]))[1].argmax(1) == labels[i : i + batch]).sum().item()
-    return correct / max(len(images_u8), 1)
-
-
-@dataclass(frozen=True)
-class FeaturesSummary:
-    test_accuracy: float
-    train_accuracy: float
-    n_train: int
-    n_test: int
-    epochs: int
-    seconds: float
-
-    def line(self, out: Path) -> str:
-        if not self.epochs:
-            return f"features: skipped, no class labels (evaluate will need evaluate.extractor=inception) -> {out}"
-        return (
-            f"features: classifier test accuracy {self.test_accuracy:.4f} (train {self.train_accuracy:.4f}; "
-            f"{self.n_train} train / {self.n_test} test images, {self.epochs} epochs) in {self.seconds:.0f}s -> {out}"
-        )
-
-
-def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) -> FeaturesSummary:
-    """Train on the prepared train split, score on its test split, save models/classifier.pt.
-
-    Video data: the same classifier learns from `fc.frames_per_clip` random frames of each train clip per epoch
-    (scored on every frame of the test clips), and the clip classifier (`clips.py`) is trained too ->
-    models/clip_classifier.pt; features.json then has its numbers under `clip`."""
-    from ganforge.data.dataset import KINDS, PreparedData
-
-    data = PreparedData.open(paths.prepared, kinds=KINDS)
-    video = data.kind == "video"
-    t0 = time.perf_counter()
-    if data.num_classes < 2:  # nothing to learn; evaluate then needs Inception and says so
-        save(paths.classifier, {"unavailable": f"{paths.prepared} has no class labels"})
-        if video:
-            from ganforge.metrics import clips
-
-            clips.save(paths.clip_classifier, {"unavailable": f"{paths.prepared} has no class labels"})
-        summary = FeaturesSummary(float("nan"), float("nan"), data.count("train"), data.count("test"), 0, 0.0)
-        write_text_atomic(paths.metrics / "features.json", json.dumps({"skipped": "no class labels"}) + "\n")
-        return summary
-    x_train, y_train = data.load("train")
-    x_test, y_test = data.load("test")
-    torch.manual_seed(fc.seed)
-    g = torch.Generator().manual_seed(fc.seed)
-    if video:  # frames: a fresh random few of each train clip every epoch; every frame of the test clips
-        from ganforge.metrics import clips
-
-        train_clips, train_labels = x_train, y_train
-        x_test, y_test = clips.all_frames(x_test), y_test.repeat_interleave(data.frames or 1)
-        x_train, y_train = clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
-    net = Classifier(data.channels, data.num_classes, fc.width, fc.feature_dim)
-
-    def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if video and epoch:
-            return clips.sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
-        return x_train, y_train
-
-    x_train, y_train = fit(net, epoch_data, fc.epochs, fc.batch_size, fc.lr, _shift if fc.augment else None, g,
-                           desc="features", progress=progress)  # fmt: skip
-    summary = FeaturesSummary(
-        test_accuracy=accuracy(net, x_test, y_test) if len(x_test) else float("nan"),
-        train_accuracy=accuracy(net, x_train, y_train),
-        n_train=len(x_train),
-        n_test=len(x_test),
-        epochs=fc.epochs,
-        seconds=round(time.perf_counter() - t0, 1),
-    )
-    save(
-        paths.classifier,
-        {
-            "state_dict": net.state_dict(),
-            "arch": {
-                "channels": data.channels,
-                "num_classes": data.num_classes,
-                "width": fc.width,
-                "feature_dim": fc.feature_dim,
-            },
-            "class_names": list(data.class_names),
-            "resolution": data.resolution,
-            "test_accuracy": summary.test_accuracy,
-        },
-    )
-    if video:
-        clip = clips.train_clip_classifier(fc, data, paths, progress)
-        summary = clips.VideoFeaturesSummary(**asdict(summary), frames_per_clip=fc.frames_per_clip, clip=clip)
-    write_text_atomic(paths.metrics / "features.json", json.dumps(asdict(summary), indent=2) + "\n")
-    return summary
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

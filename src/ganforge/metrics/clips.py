@@ -1,4 +1,5 @@
-"""Video data: the in-domain clip classifier, trained by the `features` stage on the real train clips.
+"""Video data: the in-domain clip classifier, trained by the `features` stage (`ganforge.features`) on the real
+train clips.
 
 Its penultimate layer is the feature space of the *in-domain clip Fréchet distance* (`clip_fd` in eval.json): a
 distance between whole clips, so it sees motion as well as looks. It is trained on this data's class labels only,
@@ -16,33 +17,25 @@ average pool over time and space ends the body. Clips larger than 64x64 are area
 so the net takes any T >= 1 and any resolution (the prepared data has T 2..256 and sides 16..256).
 
 Video data also trains the per-frame classifier of `classifier.py` (same format as for images, so per-frame
-FID/KID and the library's image tools work unchanged) on frames drawn from the train clips; the helpers for
-those frames live here.
+FID/KID and the library's image tools work unchanged) on frames drawn from the train clips (`all_frames`).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ganforge import safeload
-from ganforge.config import FeaturesConfig
 from ganforge.errors import GanforgeError
-from ganforge.metrics.classifier import FeaturesSummary, _shift, accuracy, built, checked_record, fit
-from ganforge.paths import Paths, atomic_path
-
-if TYPE_CHECKING:
-    from ganforge.data.dataset import PreparedData
+from ganforge.metrics.classifier import built, checked_record
+from ganforge.paths import atomic_path
 
 FORMAT = 1
 MAX_SIDE = 64  # larger clips are area-averaged down to this side first
-EVAL_BATCH = 64  # clips per forward pass when scoring
 
 
 class ClipClassifierUnavailable(GanforgeError):
@@ -102,97 +95,10 @@ class ClipClassifier(nn.Module):
         return f, self.head(f)
 
 
-def shift_clips(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Random translations by up to `max_shift` pixels, one per clip: every frame of a clip moves alike."""
-    n, c, t, h, w = x.shape
-    return _shift(x.reshape(n, c * t, h, w), g, max_shift).reshape(n, c, t, h, w)
-
-
 def all_frames(clips: torch.Tensor) -> torch.Tensor:
     """Clips [N, C, T, H, W] -> their frames [N*T, C, H, W], clip by clip (frame t of clip i at i*T + t)."""
     n, c, t, h, w = clips.shape
     return clips.transpose(1, 2).reshape(n * t, c, h, w)
-
-
-def sample_frames(
-    clips: torch.Tensor, labels: torch.Tensor, per_clip: int, g: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_clip` distinct random frames of every clip (all of them when the clip is shorter), with the labels."""
-    n, _, t = clips.shape[:3]
-    k = min(per_clip, t)
-    picks = torch.rand(n, t, generator=g).argsort(dim=1)[:, :k]  # [N, k] distinct frame indices per clip
-    frames = clips[torch.arange(n)[:, None], :, picks]  # [N, k, C, H, W]
-    return frames.reshape(n * k, *frames.shape[2:]), labels.repeat_interleave(k)
-
-
-@dataclass(frozen=True)
-class ClipSummary:
-    test_accuracy: float
-    train_accuracy: float
-    n_train: int  # clips
-    n_test: int
-    frames: int
-    epochs: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class VideoFeaturesSummary(FeaturesSummary):
-    """The frame classifier's numbers (n_train: frames per epoch, n_test: every test frame) and the clip one's."""
-
-    frames_per_clip: int
-    clip: ClipSummary
-
-    def line(self, out: Path) -> str:
-        c = self.clip
-        return (
-            f"features: frame classifier test accuracy {self.test_accuracy:.4f} (train {self.train_accuracy:.4f}; "
-            f"{self.frames_per_clip} random frame(s) per train clip per epoch, {self.n_test} test frames, "
-            f"{self.epochs} epochs); clip classifier test accuracy {c.test_accuracy:.4f} (train "
-            f"{c.train_accuracy:.4f}; {c.n_train} train / {c.n_test} test clips of {c.frames} frames, "
-            f"{c.epochs} epochs) in {self.seconds + c.seconds:.0f}s -> {out}, {out.with_name('clip_classifier.pt')}"
-        )
-
-
-def train_clip_classifier(fc: FeaturesConfig, data: PreparedData, paths: Paths, progress: bool = True) -> ClipSummary:
-    """Train on the prepared train clips, score on the test clips, save models/clip_classifier.pt."""
-    t0 = time.perf_counter()
-    if data.frames is None:
-        raise ValueError(f"{data.out_dir} holds images, not clips")
-    x_train, y_train = data.load("train")
-    x_test, y_test = data.load("test")
-    torch.manual_seed(fc.seed)
-    g = torch.Generator().manual_seed(fc.seed)
-    net = ClipClassifier(data.channels, data.num_classes, data.frames, fc.clip_width, fc.feature_dim)
-    fit(net, lambda _: (x_train, y_train), fc.clip_epochs, fc.clip_batch_size, fc.lr,
-        shift_clips if fc.augment else None, g, desc="features (clips)", progress=progress)  # fmt: skip
-    summary = ClipSummary(
-        test_accuracy=accuracy(net, x_test, y_test, EVAL_BATCH) if len(x_test) else float("nan"),
-        train_accuracy=accuracy(net, x_train, y_train, EVAL_BATCH),
-        n_train=len(x_train),
-        n_test=len(x_test),
-        frames=data.frames,
-        epochs=fc.clip_epochs,
-        seconds=round(time.perf_counter() - t0, 1),
-    )
-    save(
-        paths.clip_classifier,
-        {
-            "state_dict": net.state_dict(),
-            "arch": {
-                "channels": data.channels,
-                "num_classes": data.num_classes,
-                "frames": data.frames,
-                "width": fc.clip_width,
-                "feature_dim": fc.feature_dim,
-            },
-            "class_names": list(data.class_names),
-            "resolution": data.resolution,
-            "frames": data.frames,
-            "test_accuracy": summary.test_accuracy,
-        },
-    )
-    return summary
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

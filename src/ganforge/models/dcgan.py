@@ -12,13 +12,30 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Any
+from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from ganforge.models import ModelSpec, register
+from ganforge.models.base import DOutput, FamilyConfig, ModelSpec, register
+
+
+class DCGANConfig(FamilyConfig):
+    """`train.model` of family dcgan (images): the sizes of G and D, G's upsampling, D's normalisation, packing."""
+
+    kind: ClassVar[str] = "image"
+    family: Literal["dcgan"] = "dcgan"
+    z_dim: int = Field(64, ge=1, le=4096)  # latent size
+    g_width: int = Field(64, ge=4, le=1024)  # generator channels at the last block (doubles towards 4x4)
+    d_width: int = Field(64, ge=4, le=1024)  # discriminator channels at the first block
+    max_channels: int = Field(512, ge=8, le=4096)  # cap on channels per layer
+    g_upsample: Literal["convtranspose", "bilinear"] = "bilinear"
+    d_norm: Literal["batch", "spectral", "none"] = "spectral"
+    pack: int = Field(2, ge=1, le=8)  # PacGAN: D judges groups of this many same-class images (1 = off)
+
+    def latent_dim(self, frames: int) -> int:
+        return self.z_dim
 
 
 def _widths(resolution: int, width: int, max_channels: int) -> list[int]:
@@ -42,9 +59,10 @@ class Generator(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
-        widths = _widths(spec.resolution, spec.g_width, spec.max_channels)
-        self.embed = nn.Embedding(spec.num_classes, spec.z_dim) if spec.num_classes else None
-        z_in = spec.z_dim * (2 if self.embed is not None else 1)
+        c = spec.config
+        widths = _widths(spec.resolution, c.g_width, c.max_channels)
+        self.embed = nn.Embedding(spec.num_classes, c.z_dim) if spec.num_classes else None
+        z_in = c.z_dim * (2 if self.embed is not None else 1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(z_in, widths[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -53,7 +71,7 @@ class Generator(nn.Module):
         outs = [*widths[1:], spec.channels]
         for i, (c_in, c_out) in enumerate(zip(widths, outs, strict=True)):
             last = i == len(widths) - 1
-            if spec.g_upsample == "convtranspose":
+            if c.g_upsample == "convtranspose":
                 layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
             else:
                 up = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=last)  # an output bias lets the background reach -1
@@ -79,15 +97,16 @@ class Discriminator(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
-        widths = _widths(spec.resolution, spec.d_width, spec.max_channels)[::-1]  # resolution/2 ... 4x4
+        norm = spec.config.d_norm
+        widths = _widths(spec.resolution, spec.config.d_width, spec.config.max_channels)[::-1]  # resolution/2 ... 4x4
 
         def conv(c_in: int, c_out: int, k: int, s: int, p: int) -> nn.Conv2d:
-            return nn.Conv2d(c_in, c_out, k, s, p, bias=spec.d_norm != "batch")
+            return nn.Conv2d(c_in, c_out, k, s, p, bias=norm != "batch")
 
         layers: list[nn.Module] = [conv(spec.channels * spec.pack, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in pairwise(widths):
             layers.append(conv(c_in, c_out, 4, 2, 1))
-            if spec.d_norm == "batch":
+            if norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
         self.features = nn.Sequential(*layers)
@@ -95,16 +114,14 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(spec.num_classes, widths[-1]) if spec.num_classes else None
         self.classify = nn.Linear(widths[-1], spec.num_classes) if spec.class_head and spec.num_classes else None
         self.apply(init_weights)
-        if spec.d_norm == "spectral":
+        if norm == "spectral":
             for m in list(self.modules()):
                 if isinstance(m, nn.Conv2d | nn.Embedding | nn.Linear):
                     nn.utils.parametrizations.spectral_norm(m)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> Any:
-        """Logits [B / pack]. With `classes=True` (a `class_head` D): (logits, cross-entropy of the class head
-        against y), the AC-GAN auxiliary loss (Odena et al. 2017)."""
-        if classes and self.classify is None:
-            raise ValueError("this discriminator has no class head (train.class_loss is 0)")
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
+        """One logit per pack [B / pack]; with a class head also its class logits and the labels of the packs
+        (AC-GAN, Odena et al. 2017)."""
         p = self.spec.pack
         if p > 1:  # consecutive groups of `pack` images become one sample with pack*C channels
             b, c, h, w = x.shape
@@ -117,11 +134,11 @@ class Discriminator(nn.Module):
             y = y[::p]
             pooled = h.sum(dim=(2, 3))
             out = out + (self.embed(y) * pooled).sum(dim=1)
-            if self.classify is not None and classes:
-                return out, F.cross_entropy(self.classify(pooled).float(), y)
-        return out
+            if self.classify is not None:
+                return DOutput((out,), self.classify(pooled), y)
+        return DOutput((out,))
 
 
-@register("dcgan")
-def build_dcgan(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
-    return Generator(spec), Discriminator(spec)
+@register(DCGANConfig)
+def build(spec: ModelSpec) -> nn.ModuleDict:
+    return nn.ModuleDict({"G": Generator(spec), "D": Discriminator(spec)})

@@ -13,41 +13,66 @@ alone and the motion codes only move it (rigid motion: sprites, camera pans; 1/T
 D has two heads, trained together (the losses are summed): an image discriminator (the DCGAN one, with its
 packing and projection conditioning) on `image_d_frames` frames drawn at random from each clip, which
 judges how each frame looks; and a 3D-convolutional video discriminator on the whole clip, which judges
-how it moves. `D(x, y)` returns (frame logits, clip logits).
+how it moves. `D(x, y).logits` is (frame logits, clip logits).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import Any
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from ganforge.models import ModelSpec, register
+from ganforge.models.base import DOutput, ModelSpec, register
+from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.dcgan import Discriminator as ImageDiscriminator
 from ganforge.models.dcgan import Generator as ImageGenerator
 
 
+class MoCoGANConfig(DCGANConfig):
+    """`train.model` of family mocogan (clips): the DCGAN keys of its per-frame networks, and the motion."""
+
+    kind: ClassVar[str] = "video"
+    family: Literal["mocogan"] = "mocogan"  # type: ignore[assignment]
+    motion_dim: int = Field(16, ge=1, le=1024)  # motion noise (and GRU state) per frame
+    image_d_frames: int = Field(2, ge=1, le=64)  # frames per clip shown to the image discriminator
+    # "translate": each frame is also shifted by an offset read from its motion code (a spatial transformer), so
+    # that motion can move what the content code draws instead of redrawing it; "rigid": one image per clip from
+    # the content code, which the motion codes only move (rigid motion)
+    motion_warp: Literal["none", "translate", "rigid"] = "none"
+
+    def latent_dim(self, frames: int) -> int:
+        return self.z_dim + frames * self.motion_dim
+
+
 def _frame_spec(spec: ModelSpec, z_dim: int) -> ModelSpec:
-    """The per-frame image networks' spec: the same sizes, as an image family."""
-    return replace(spec, model="dcgan", z_dim=z_dim, frames=0, motion_dim=0, image_d_frames=0)
+    """The per-frame image networks' spec: the same sizes, as an image family (z_dim may pass its bound: it can
+    hold the motion code too)."""
+    keys = {k: getattr(spec.config, k) for k in DCGANConfig.model_fields if k != "family"}
+    config = DCGANConfig.model_construct(**{**keys, "z_dim": z_dim})
+    return ModelSpec.for_data(
+        config,
+        resolution=spec.resolution,
+        channels=spec.channels,
+        num_classes=spec.num_classes,
+        class_head=spec.class_head,
+    )
 
 
 class VideoGenerator(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        if spec.frames < 2 or spec.motion_dim < 1:
-            raise ValueError(f"mocogan needs frames >= 2 and motion_dim >= 1 (got {spec.frames}, {spec.motion_dim})")
+        c = spec.config
+        if spec.frames < 2 or c.motion_dim < 1:
+            raise ValueError(f"mocogan needs frames >= 2 and motion_dim >= 1 (got {spec.frames}, {c.motion_dim})")
         self.spec = spec
-        self.motion = nn.GRUCell(spec.motion_dim, spec.motion_dim)
-        if spec.motion_warp not in ("none", "translate", "rigid"):
-            raise ValueError(f"mocogan: motion_warp must be none, translate or rigid (got {spec.motion_warp!r})")
-        self.rigid = spec.motion_warp == "rigid"  # one image per clip, moved: motion does not enter the image G
-        self.frame = ImageGenerator(_frame_spec(spec, spec.z_dim + (0 if self.rigid else spec.motion_dim)))
-        self.shift = nn.Linear(spec.motion_dim, 2) if spec.motion_warp != "none" else None
+        self.motion = nn.GRUCell(c.motion_dim, c.motion_dim)
+        self.rigid = c.motion_warp == "rigid"  # one image per clip, moved: motion does not enter the image G
+        self.frame = ImageGenerator(_frame_spec(spec, c.z_dim + (0 if self.rigid else c.motion_dim)))
+        self.shift = nn.Linear(c.motion_dim, 2) if c.motion_warp != "none" else None
         if self.shift is not None:  # start near the identity: no shift until G learns to use it
             nn.init.normal_(self.shift.weight, 0.0, 0.02)
             nn.init.zeros_(self.shift.bias)
@@ -62,14 +87,14 @@ class VideoGenerator(nn.Module):
         return torch.stack(codes, dim=1)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        s = self.spec
-        n, t = z.shape[0], s.frames
-        content, eps = z[:, : s.z_dim], z[:, s.z_dim :].reshape(n, t, s.motion_dim)
+        c = self.spec.config
+        n, t = z.shape[0], self.spec.frames
+        content, eps = z[:, : c.z_dim], z[:, c.z_dim :].reshape(n, t, c.motion_dim)
         m = self.motion_codes(eps)
         if self.rigid:  # one image per clip, repeated for its frames (then moved)
             frames = self.frame(content, y).repeat_interleave(t, dim=0)  # [N*T, C, H, W]
         else:
-            per_frame = torch.cat([content[:, None].expand(n, t, s.z_dim), m.to(content.dtype)], dim=2)
+            per_frame = torch.cat([content[:, None].expand(n, t, c.z_dim), m.to(content.dtype)], dim=2)
             y_frames = None if y is None else y.repeat_interleave(t, dim=0)  # indices [N] or weights [N, K]
             frames = self.frame(per_frame.reshape(n * t, -1), y_frames)  # [N*T, C, H, W]
         if self.shift is not None:
@@ -97,7 +122,7 @@ class ClipDiscriminator(nn.Module):
         super().__init__()
         self.spec = spec
         steps = int(math.log2(spec.resolution)) - 2
-        widths = [min(spec.d_width * 2**i, spec.max_channels) for i in range(steps)]
+        widths = [min(spec.config.d_width * 2**i, spec.config.max_channels) for i in range(steps)]
         layers: list[nn.Module] = []
         c_in, t = spec.channels, spec.frames
         for w in widths:
@@ -126,31 +151,30 @@ class ClipDiscriminator(nn.Module):
 class VideoDiscriminator(nn.Module):
     """(frame logits, clip logits): the image D on frames drawn at random from each clip, the clip D on clips."""
 
+    num_heads = 2  # DOutput.logits: frames, clips (terms with per-head state, like LeCam, size themselves by it)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.image = ImageDiscriminator(_frame_spec(spec, spec.z_dim))
-        self.video = ClipDiscriminator(replace(spec, pack=1))
+        self.image = ImageDiscriminator(_frame_spec(spec, spec.config.z_dim))
+        self.video = ClipDiscriminator(spec)  # whole clips, unpacked
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         """`image_d_frames` random frames per clip, frame-major: [K*N, C, H, W], so that consecutive rows
         (the image D's packs) are different clips, as consecutive clips are for PacGAN."""
         n, _, t = x.shape[:3]
-        k = self.spec.image_d_frames
+        k = self.spec.config.image_d_frames
         idx = torch.randint(t, (k, n), device=x.device)
         return x.permute(2, 0, 1, 3, 4)[idx, torch.arange(n, device=x.device)[None, :]].flatten(0, 1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> Any:
-        """(frame logits, clip logits); with `classes=True`: ((frame logits, clip logits), the image head's class
-        cross-entropy on its frames)."""
-        k = self.spec.image_d_frames
-        y_frames = None if y is None else y.repeat(k)
-        if classes:
-            frame, ce = self.image(self.frames(x), y_frames, classes=True)
-            return (frame, self.video(x, y)), ce
-        return self.image(self.frames(x), y_frames), self.video(x, y)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
+        """Logits (frame logits, clip logits); with a class head, the image head's class logits on its frames
+        and the frames' labels."""
+        y_frames = None if y is None else y.repeat(self.spec.config.image_d_frames)
+        frame = self.image(self.frames(x), y_frames)
+        return DOutput((*frame.logits, self.video(x, y)), frame.class_logits, frame.class_target)
 
 
-@register("mocogan", kind="video")
-def build_mocogan(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
-    return VideoGenerator(spec), VideoDiscriminator(spec)
+@register(MoCoGANConfig)
+def build(spec: ModelSpec) -> nn.ModuleDict:
+    return nn.ModuleDict({"G": VideoGenerator(spec), "D": VideoDiscriminator(spec)})

@@ -83,14 +83,18 @@ def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str
 def _check_networks(state: dict[str, Any], path: Path) -> None:
     """The spec must build (on the meta device: no memory) networks that the stored weights fit exactly, and no
     larger than the file: a forged spec cannot make `generator_from_state` allocate a terabyte."""
-    spec = safeload.arch_kwargs(state.get("spec"), path, "ganforge checkpoint", "spec")
+    raw = safeload.arch_kwargs(state.get("spec"), path, "ganforge checkpoint", "spec")
+    try:
+        spec = ModelSpec.from_dict(raw)  # the current form, or the flat one of older checkpoints
+    except GanforgeError as exc:
+        raise GanforgeError(f"{path}: {exc}") from None
 
     def networks() -> dict[str, torch.nn.Module]:
-        G, D = build(ModelSpec(**spec))
-        return {"G_ema": G, "G": G, "D": D}
+        nets = build(spec)
+        return {"G_ema": nets["G"], "G": nets["G"], "D": nets["D"]}
 
     weights = {k: state[k] for k in ("G_ema", "G", "D") if k in state}
-    safeload.check_weights(path, "ganforge checkpoint", networks, ("checkpoint", *sorted(spec.items())), weights)
+    safeload.check_weights(path, "ganforge checkpoint", networks, ("checkpoint", spec), weights)
 
 
 def load_latest(path: Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path, str | None]:
@@ -118,6 +122,6 @@ def generator_from_state(
     state: dict[str, Any], ema: bool = True, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """The generator of an already loaded checkpoint (EMA or raw weights), in eval mode."""
-    G = build_generator(ModelSpec(**state["spec"]))
+    G = build_generator(ModelSpec.from_dict(state["spec"]))
     G.load_state_dict(state["G_ema" if ema else "G"])
     return G.to(device).eval().requires_grad_(False)
