@@ -5,7 +5,7 @@ the seed's latent (truncated normal, psi 0.8), the EMA generator, quantisation t
 classifier's features, the realism score and nearest training image (features and pixels) against the 1,576
 training digits, and the discriminator's logit.
 
-- **batched** is what `ganforge library build` runs: `Scorer.images` + `Scorer.score`, `library.batch_size`
+- **batched** is what `ganforge library build` runs: `Scorer.sampler.uint8` + `Scorer.score`, `library.batch_size`
   candidates per forward pass, under `torch.inference_mode()`.
 - **naive** is the loop a script writes first: for each seed, one image through G, one through the classifier,
   distances of that one image to the training set, one D call; under `torch.no_grad()`.
@@ -29,10 +29,10 @@ import torch
 
 from ganforge.assets import scoring
 from ganforge.assets.build import Scorer
-from ganforge.assets.sampling import latent, latents
 from ganforge.assets.source import from_checkpoint
 from ganforge.config import load_config
 from ganforge.paths import Paths
+from ganforge.sampling import latent, to_uint8
 
 PSI = 0.8
 
@@ -41,7 +41,7 @@ def batched(scorer: Scorer, seeds: list[int], num_classes: int) -> None:
     for i in range(0, len(seeds), scorer.batch):
         chunk = seeds[i : i + scorer.batch]
         y = torch.tensor([s % num_classes for s in chunk]) if num_classes else None
-        x = scorer.images(latents(chunk, scorer.src.spec.latent_dim, PSI), y)
+        x = scorer.sampler.uint8(chunk, y, PSI)
         scorer.score(x, y)
 
 
@@ -51,7 +51,7 @@ def naive(scorer: Scorer, seeds: list[int], num_classes: int) -> None:
         for s in seeds:
             y = torch.tensor([s % num_classes]) if num_classes else None
             x = src.G(latent(s, src.spec.latent_dim, PSI)[None], y)
-            x = x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+            x = to_uint8(x)
             feats, _ = scorer.extract(x)
             scoring.compare(feats, x, real)
             if src.D is not None:

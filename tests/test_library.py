@@ -15,10 +15,10 @@ from PIL import Image
 from ganforge.assets import build as build_mod
 from ganforge.assets import catalog
 from ganforge.assets.build import build_library
-from ganforge.assets.sampling import latent
 from ganforge.assets.video import probe
 from ganforge.config import load_config
 from ganforge.errors import GanforgeError
+from ganforge.sampling import latent
 from ganforge.training import checkpoint
 
 from .conftest import ROOT, TINY_TRAIN, copy_project
@@ -215,13 +215,12 @@ def test_drs_selection_and_discriminator_ranking(project):
     d = catalog.read(other.catalog)
     assert by_d.images.accepted == len(d) > 0
     # class 0 kept exactly the half of its 12 candidates (seeds 0..11) with the highest D logits
-    from ganforge.assets.sampling import latents
     from ganforge.assets.source import from_checkpoint
 
     cfg = cfg_with("library.rank_by=discriminator")
     scorer = build_mod.Scorer(cfg, other, from_checkpoint(other.checkpoint, other))
     y = torch.zeros(12, dtype=torch.long)
-    logits = scorer.score(scorer.images(latents(range(12), scorer.src.spec.latent_dim, cfg.library.truncation), y), y)
+    logits = scorer.score(scorer.sampler.uint8(range(12), y, cfg.library.truncation), y)
     best_half = set(torch.argsort(logits["d_score"], descending=True)[:6].tolist())
     kept0 = d[(d["class"] == 0) & (d["kind"] == "image")]
     assert {s[0] for s in kept0["seeds"]} <= best_half and len(kept0) + by_d.images.near_copies >= 1

@@ -222,17 +222,11 @@ def test_training_clips_fed_as_candidates_are_near_copies(built):
     nudged = scorer.score((real.int() + 1).clamp(max=255).to(torch.uint8), labels[:3])
     assert (nudged["nearest_pixel"] < cfg.library.memorised_pixel).all()
     y = torch.zeros(2, dtype=torch.long)
-    fake = scorer.images(torch.stack([scoring_latent(s, scorer.src.spec) for s in (0, 1)]), y)
+    fake = scorer.sampler.uint8([0, 1], y, 0.8)
     g = scorer.score(fake, y)
     assert not any(build_mod._memorised(cfg, scorer.real, float(f), float(p))
                    for f, p in zip(g["nearest_feature"], g["nearest_pixel"], strict=True))  # fmt: skip
     assert g["d_score"].shape == (2,) and torch.isfinite(g["d_score"]).all()  # the clip head: one logit per clip
-
-
-def scoring_latent(seed, spec):
-    from ganforge.assets.sampling import latent
-
-    return latent(seed, spec.latent_dim, 0.8)
 
 
 def test_model_and_data_kinds_must_match(built, tmp_path):

@@ -16,6 +16,7 @@ from ganforge import registry, serving, tracking
 from ganforge.config import GateConfig, RegistryConfig
 from ganforge.errors import GanforgeError
 from ganforge.models import ModelSpec, build_generator
+from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
 
 from .conftest import ROOT, make_spec
@@ -315,6 +316,17 @@ def test_sampler_truncation_and_unconditional(tmp_path):
     a = u.predict(None, pd.DataFrame({"seed": [1, 2]}))
     b = u.predict(None, pd.DataFrame({"seed": [1, 2], "class": [-1, 5]}))  # unconditional: class is ignored
     assert a.shape == (2, 1, 16, 16) and np.array_equal(a, b) and not np.array_equal(a[0], a[1])
+
+
+def test_sampler_rows_are_the_one_samplers(tmp_path):
+    """The pyfunc draws through ganforge.sampling: its rows equal Sampler.uint8 of the same seeds, classes, psi
+    (per row), from the generator it was given, with more rows than one forward pass holds."""
+    s = sampler(tmp_path)
+    n = serving.BATCH + 3
+    seeds, classes, psi = list(range(50, 50 + n)), [i % 10 for i in range(n)], [1.0, 0.6] * (n // 2) + [0.8]
+    got = s.predict(None, pd.DataFrame({"seed": seeds, "class": classes, "truncation": psi}))
+    G = checkpoint.generator_from_state(checkpoint.load(tmp_path / "ck.pt"))
+    assert np.array_equal(got, Sampler(G, batch_size=5).uint8(seeds, classes, psi).numpy())
 
 
 def test_a_version_registered_with_the_old_flat_spec_still_samples(tmp_path):

@@ -3,6 +3,7 @@ import json
 import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -11,6 +12,7 @@ from ganforge.config import load_config
 from ganforge.errors import GanforgeError, TrainingDiverged
 from ganforge.models import ModelSpec
 from ganforge.paths import Paths
+from ganforge.sampling import Sampler, tile
 from ganforge.training import checkpoint, loop
 from ganforge.training.loop import train
 
@@ -81,6 +83,10 @@ def test_train_writes_every_output(tmp_path, digits16):
     assert state["step"] == 8 and state["class_names"] == [str(i) for i in range(10)]
     G = checkpoint.load_generator(paths.checkpoint)
     assert G(torch.randn(3, 8), torch.tensor([1, 2, 3])).shape == (3, 1, 16, 16)
+    # the grid is the sampler's: seeds 0..99 at psi 1, class = row; cell (r, c) is what the pyfunc gives seed 10r+c
+    cells = Sampler(G).uint8(range(100), torch.arange(10).repeat_interleave(10))
+    assert np.array_equal(np.asarray(grid), tile(cells, 10)[0].numpy())
+    assert np.array_equal(np.asarray(grid)[1 + 17 * 2 : 17 * 3, 1 + 17 * 3 : 17 * 4], cells[23, 0].numpy())
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

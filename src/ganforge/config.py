@@ -229,7 +229,7 @@ class EvaluateConfig(Section):
     resize_filter: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     n_fake: int = Field(2000, ge=10)
     split: Literal["test", "train"] = "test"
-    truncation: float = Field(1.0, gt=0.0, le=1.0)
+    truncation: float = Field(1.0, gt=0.0, le=1.0)  # psi, as library.truncation; 1.0 = plain normal
     k: int = Field(3, ge=1, le=100)
     kid_subsets: int = Field(100, ge=1)
     kid_subset_size: int = Field(100, ge=2)

@@ -33,6 +33,7 @@ from ganforge.metrics.extract import Extract, clip_extractor, extractor, referen
 from ganforge.models import ModelSpec
 from ganforge.paths import Paths, write_text_atomic
 from ganforge.registry import record_evaluation
+from ganforge.sampling import Sampler
 from ganforge.training import checkpoint
 
 CLIP_FD_ABOUT = "in-domain clip Fréchet distance (3D-conv classifier features trained on this data; not FVD)"
@@ -40,6 +41,10 @@ MOTION_ABOUT = "mean |x[t+1] - x[t]| of generated clips / that of real clips (1.
 # k-NN scores take one frame per clip: a clip's frames are near-duplicates in a frame feature space, so with all
 # of them every k-NN ball shrinks to its own clip (real against real: precision 0.41, recall 0.51 on moving digits
 # with all 16 frames; 0.93 / 0.89 with one random frame per clip, as images score)
+FAKE_SAMPLES = (
+    "seeds evaluate.seed .. evaluate.seed + n_fake - 1, one latent per seed at truncation psi (ganforge.sampling: "
+    "psi x a normal truncated to |z| <= 2; 1.0 = the plain normal), class i % num_classes"
+)
 MANIFOLD_FRAMES = "one random frame per clip (torch.Generator seeded with evaluate.seed: real picks, then fake)"
 
 
@@ -47,16 +52,10 @@ MANIFOLD_FRAMES = "one random frame per clip (torch.Generator seeded with evalua
 def generate(
     G: nn.Module, n: int, num_classes: int, seed: int, truncation: float, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples (images, or clips [n, C, T, H, W]) as uint8 (quantised like the real data), classes balanced;
-    deterministic per seed."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.spec.latent_dim, generator=g) * truncation
+    """n samples (images, or clips [n, C, T, H, W]) as uint8 (quantised like the real data) from seeds
+    seed .. seed + n - 1 at truncation psi (FAKE_SAMPLES), classes balanced (sample i has class i % num_classes)."""
     y = torch.arange(n) % num_classes if num_classes else None
-    out = []
-    for i in range(0, n, batch):
-        x = G(z[i : i + batch], None if y is None else y[i : i + batch])
-        out.append(x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out), y
+    return Sampler(G, batch_size=batch).uint8(range(seed, seed + n), y, truncation), y
 
 
 @dataclass(frozen=True)
@@ -159,6 +158,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         k=ec.k,
         seed=ec.seed,
         truncation=ec.truncation,
+        fake_samples=FAKE_SAMPLES,
         reference_from_cache=from_cache,
         torch=torch.__version__,
         torchmetrics=torchmetrics.__version__,
@@ -342,6 +342,7 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
         k=ec.k,
         seed=ec.seed,
         truncation=ec.truncation,
+        fake_samples=FAKE_SAMPLES,
         reference_from_cache=from_cache,
     )
     if clip_protocol is not None:

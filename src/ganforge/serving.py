@@ -3,11 +3,11 @@
 Input: a DataFrame with `seed` (int >= 0), optional `class` (int; ignored by unconditional generators, where -1
 means "no class") and optional `truncation` (float in (0, 1], default 1). Output: uint8 images [N, C, H, W], or
 for video generators (mocogan) uint8 clips [N, C, T, H, W], one clip per row.
-The latent of a row depends on its seed alone (`torch.Generator().manual_seed(seed)`, `spec.latent_dim` values:
-a video generator's content and motion noise both come from the seed), so the same seed gives the same image or
-clip, whatever else is in the batch. Truncation psi < 1 draws z from a normal truncated to |z| <= 2 and
-scales it by psi (ganforge.assets.sampling): the library's images and clips regenerate exactly from
-(version, seed, class, psi).
+Rows are drawn through the one sampler (`ganforge.sampling.Sampler`): the latent of a row depends on its seed
+alone (`torch.Generator().manual_seed(seed)`, `spec.latent_dim` values: a video generator's content and motion
+noise both come from the seed), so the same seed gives the same image or clip, whatever else is in the batch.
+Truncation psi < 1 draws z from a normal truncated to |z| <= 2 and scales it by psi: the library's images and
+clips, evaluate's samples and the training grids regenerate exactly from (version, seed, class, psi).
 
 Only the tracking layer (`ganforge.registry`) and consumers import this module: it imports mlflow.
 The model is logged with `code_paths=[<ganforge package>]`, so it loads where ganforge is not installed.
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ganforge.assets.sampling import latent
 from ganforge.models import ModelSpec, build_generator
+from ganforge.sampling import Sampler
 
 BATCH = 32  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
 COLUMNS = ("seed", "class", "truncation")
@@ -79,21 +79,11 @@ class GeneratorSampler(mlflow.pyfunc.PythonModel):
         G = build_generator(self.spec)
         G.load_state_dict(torch.load(context.artifacts["generator"], map_location="cpu", weights_only=True))
         self.G = G.to("cpu").eval().requires_grad_(False)
+        self.sampler = Sampler(self.G, self.spec, batch_size=BATCH)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         seeds, classes, truncation = self._validate(model_input)
-        spec = self.spec
-        n = len(seeds)
-        frames = [spec.frames] if spec.kind == "video" else []
-        out = np.empty((n, spec.channels, *frames, spec.resolution, spec.resolution), dtype=np.uint8)
-        with torch.inference_mode():
-            for i in range(0, n, BATCH):
-                rows = zip(seeds[i : i + BATCH], truncation[i : i + BATCH], strict=True)
-                zi = torch.stack([latent(s, spec.latent_dim, psi) for s, psi in rows])
-                yi = torch.tensor(classes[i : i + BATCH], dtype=torch.long) if spec.num_classes else None
-                x = self.G(zi, yi).float().clamp(-1, 1)
-                out[i : i + BATCH] = ((x + 1) * 127.5).round().to(torch.uint8).numpy()
-        return out
+        return self.sampler.uint8(seeds, classes, truncation).numpy()
 
     def _validate(self, frame: pd.DataFrame) -> tuple[list[int], list[int], list[float]]:
         if not isinstance(frame, pd.DataFrame):

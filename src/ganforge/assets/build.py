@@ -36,13 +36,14 @@ from tqdm import tqdm
 
 from ganforge import __version__, faults
 from ganforge.assets import catalog, scoring
-from ganforge.assets.sampling import latents, morph, walk
+from ganforge.assets.sampling import morph, walk
 from ganforge.assets.source import Source, check_data, open_source
 from ganforge.config import Config, LibraryConfig
 from ganforge.data.dataset import KINDS as DATA_KINDS
 from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
 from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.sampling import Sampler
 
 FLUSH_EVERY = 64
 VIDEO_SEED_OFFSET = 1 << 40  # video keyframe seeds live far from image seeds: no asset shares a latent by accident
@@ -93,8 +94,8 @@ class LibrarySummary:
 
 
 class Scorer:
-    """Generates and scores batches: uint8 images (or clips [N, C, T, H, W] from a video generator), evaluation
-    features, realism, D logit (a video D's clip head), nearest-real."""
+    """Generates (`sampler`: uint8 images, or clips [N, C, T, H, W] from a video generator) and scores batches:
+    evaluation features, realism, D logit (a video D's clip head), nearest-real."""
 
     def __init__(self, cfg: Config, paths: Paths, src: Source) -> None:
         from ganforge.metrics.extract import clip_extractor, extractor, reference_features
@@ -111,18 +112,8 @@ class Scorer:
         feats, self.reference_from_cache = reference_features(self.extract, self.protocol, paths, "train", train_x)
         self.real = scoring.RealSet.build(feats, train_x, cfg.library.k)
         self.batch = cfg.library.batch_size
+        self.sampler = Sampler(src.G, src.spec, batch_size=self.batch)  # candidates and video frames, uint8
         self.seconds = 0.0  # generation + scoring time (throughput)
-
-    @torch.inference_mode()
-    def images(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        out = []
-        for i in range(0, len(z), self.batch):
-            x = self.src.G(z[i : i + self.batch], None if y is None else y[i : i + self.batch])
-            out.append(x.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8))
-        if out:
-            return torch.cat(out)
-        spec = self.src.spec
-        return torch.empty(0, spec.channels, *([spec.frames] if self.video else []), 1, 1, dtype=torch.uint8)
 
     @torch.inference_mode()
     def score(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -286,7 +277,7 @@ def _images(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) 
         for i in range(0, n_cand, lc.batch_size):
             chunk = seeds[i : i + lc.batch_size]
             y = None if c < 0 else torch.full((len(chunk),), c, dtype=torch.long)
-            x = scorer.images(latents(chunk, src.spec.latent_dim, lc.truncation), y)
+            x = scorer.sampler.uint8(chunk, y, lc.truncation)
             parts.append((x, scorer.score(x, y)))
             bar.update(len(chunk))
         scorer.seconds += time.perf_counter() - t0
@@ -317,7 +308,7 @@ def _clips(cfg: Config, paths: Paths, scorer: Scorer, cat: Catalog, bar: tqdm) -
         t0 = time.perf_counter()
         chunk = pairs[i : i + lc.batch_size]
         y = None if classes == [-1] else torch.tensor([c for c, _ in chunk], dtype=torch.long)
-        x = scorer.images(latents([s for _, s in chunk], spec.latent_dim, lc.truncation), y)  # uint8 [B, C, T, H, W]
+        x = scorer.sampler.uint8([s for _, s in chunk], y, lc.truncation)  # uint8 [B, C, T, H, W]
         sc = scorer.score(x, y)
         scorer.seconds += time.perf_counter() - t0
         bar.update(len(chunk))
@@ -443,13 +434,13 @@ def video_plans(cfg: Config, num_classes: int) -> Iterator[VideoPlan]:
 def _frames(scorer: Scorer, plan: VideoPlan, cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 frames [T, C, H, W] of a plan, and the class labels D should judge them with."""
     lc, spec = cfg.library, scorer.src.spec
-    keys = latents(plan.seeds, spec.latent_dim, lc.truncation)
+    keys = scorer.sampler.latents(plan.seeds, lc.truncation)
     if plan.kind == "latent_walk":
         z = walk(keys, lc.frames_per_key)
         y = torch.full((len(z),), plan.classes[0], dtype=torch.long) if plan.classes else None
-        return scorer.images(z, y), y
+        return scorer.sampler.decode(z, y, uint8=True), y
     weights = morph(plan.classes, spec.num_classes, lc.frames_per_key)
-    frames = scorer.images(keys.expand(len(weights), -1), weights)
+    frames = scorer.sampler.decode(keys.expand(len(weights), -1), weights, uint8=True)
     return frames, weights.argmax(dim=1)
 
 

@@ -1,8 +1,6 @@
-"""Seed-addressed latents: the same (seed, truncation) gives the same z in every process and batch.
+"""Latent paths for the library's videos: slerp walks through keyframe latents and class morphs.
 
-Truncation (psi < 1) follows BigGAN (Brock et al. 2019): z is drawn from a standard normal truncated to
-|z_i| <= 2 (out-of-range entries are redrawn from the same seeded generator) and scaled by psi. psi = 1 is the
-plain, untruncated normal. Used by the library, the MLflow sampler (ganforge.serving) and video walks.
+The keyframe latents themselves come from the one seed-addressed sampler (`ganforge.sampling`).
 """
 
 from __future__ import annotations
@@ -10,30 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-
-TRUNCATION_BOUND = 2.0
-
-
-def latent(seed: int, z_dim: int, psi: float = 1.0) -> torch.Tensor:
-    """The latent [z_dim] of one seed at truncation psi (0 < psi <= 1)."""
-    if not 0.0 < psi <= 1.0:
-        raise ValueError(f"truncation psi must be in (0, 1], got {psi}")
-    g = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(z_dim, generator=g)
-    if psi < 1.0:
-        outside = z.abs() > TRUNCATION_BOUND
-        while outside.any():
-            z[outside] = torch.randn(int(outside.sum()), generator=g)
-            outside = z.abs() > TRUNCATION_BOUND
-        z = z * psi
-    return z
-
-
-def latents(seeds: Sequence[int], z_dim: int, psi: float = 1.0) -> torch.Tensor:
-    """Latents [len(seeds), z_dim], row i from seeds[i] alone."""
-    if not len(seeds):
-        return torch.empty(0, z_dim)
-    return torch.stack([latent(s, z_dim, psi) for s in seeds])
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

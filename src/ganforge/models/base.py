@@ -122,7 +122,7 @@ class ModelSpec:
 
     @property
     def latent_dim(self) -> int:
-        """Size of the generator's input z: what one seed draws (`ganforge.assets.sampling.latent`)."""
+        """Size of the generator's input z: what one seed draws (`ganforge.sampling.latent`)."""
         return self.config.latent_dim(self.frames)
 
     def to_dict(self) -> dict[str, Any]:

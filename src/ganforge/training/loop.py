@@ -128,7 +128,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     run = tracking.start_train_run(cfg, paths.mlflow_run, resume=state is not None,
                                    run_id=None if state is None else state.get("run_id"))  # fmt: skip
     names = stat_names(s)
-    fixed = fixed_inputs(spec, tc.seed)
+    fixed = fixed_inputs(spec)
     log = LossLog(paths.train_losses, start, names)
     watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None)
     acc, n_acc, last = torch.zeros(len(names), device=device), 0, {}
@@ -190,7 +190,7 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
     return summary
 
 
-def _snapshot(s: System, fixed: tuple[torch.Tensor, torch.Tensor | None, int], step: int, paths: Paths,
+def _snapshot(s: System, fixed: tuple[list[int], torch.Tensor | None, int], step: int, paths: Paths,
               run: tracking.TrainRun) -> None:  # fmt: skip
     paths.samples_dir.mkdir(parents=True, exist_ok=True)
     snap = paths.samples_dir / f"step_{step:06d}.png"

@@ -6,33 +6,31 @@ import csv
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+from torchvision.io import encode_png
 
 from ganforge.models import ModelSpec
 from ganforge.paths import atomic_path
+from ganforge.sampling import Sampler
 from ganforge.training.system import System
 
 
-def sample_grid(gan: System, z: torch.Tensor, y: torch.Tensor | None, cols: int, out: Path) -> None:
-    with torch.no_grad():
-        images = gan.G_ema(z.to(gan.device), None if y is None else y.to(gan.device)).float().cpu()
-    if images.dim() == 5:  # clips [N, C, T, H, W]: one clip per row, its frames left to right
-        cols = images.shape[2]
-        images = images.transpose(1, 2).flatten(0, 1)
+def sample_grid(gan: System, seeds: list[int], y: torch.Tensor | None, cols: int, out: Path) -> None:
+    """G_ema's samples of `seeds` (never augmented) as one PNG: the Sampler's grid (clips: one per row)."""
+    grid = Sampler(gan.G_ema, batch_size=len(seeds)).grid(seeds, y, cols)
     with atomic_path(out) as tmp:
-        save_image(images, tmp, nrow=cols, normalize=True, value_range=(-1, 1), padding=1, format="png")
+        tmp.write_bytes(encode_png(grid).numpy().tobytes())
 
 
-def fixed_inputs(spec: ModelSpec, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """The same noise (and labels) at every snapshot: one row per class, or an 8x8 grid."""
-    g = torch.Generator().manual_seed(seed + 7919)
+def fixed_inputs(spec: ModelSpec) -> tuple[list[int], torch.Tensor | None, int]:
+    """The same samples at every snapshot, seed-addressed (seeds 0, 1, ... at psi 1: `ganforge.sampling`, so the
+    pyfunc and the library give the same pixels for those seeds): one row per class, or an 8x8 grid."""
     per_class = 1 if spec.kind == "video" else 10  # a video grid shows one clip per row
     if spec.num_classes:
         rows, cols = min(spec.num_classes, 16), per_class
         y = torch.arange(rows).repeat_interleave(cols)
     else:
         rows, cols, y = 8, per_class if spec.kind == "video" else 8, None
-    return torch.randn(rows * cols, spec.latent_dim, generator=g), y, cols
+    return list(range(rows * cols)), y, cols
 
 
 class LossLog:
