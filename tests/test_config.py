@@ -12,6 +12,7 @@ from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.mocogan import MoCoGANConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+KNOWN = ", ".join(FAMILIES)  # "dcgan, mocogan, ..."
 
 
 def test_repo_params_are_valid_and_complete():
@@ -43,9 +44,9 @@ def test_repo_params_are_valid_and_complete():
         ("train.augment.kind=flip", "train.augment.kind: Input should be 'none', 'diffaugment' or 'ada'"),
         ("train.augment.policy=color,zoom", "train.augment.policy.1: Input should be 'color'"),
         ("train.n_critic=0", "train.n_critic: Input should be greater than or equal to 1"),
-        ("train.model=stylegan9", "train.model: expected a model family: one of dcgan, mocogan (got 'stylegan9')"),
-        ("train.model.family=stylegan9", "train.model.family: unknown family: expected one of dcgan, mocogan (got"),
-        ("train.model=3", "train.model: expected a model family (dcgan, mocogan) or a section"),
+        ("train.model=stylegan9", f"train.model: expected a model family: one of {KNOWN} (got 'stylegan9')"),
+        ("train.model.family=stylegan9", f"train.model.family: unknown family: expected one of {KNOWN} (got"),
+        ("train.model=3", f"train.model: expected a model family ({KNOWN}) or a section"),
         ("train.model.motion_dim=8", "train.model.motion_dim: unknown key for family dcgan (a key of mocogan)"),
         ("train.model.z_dm=8", "train.model.z_dm: unknown key (did you mean train.model.z_dim?)"),
         ("train.model.z_dim=0", "train.model.z_dim: Input should be greater than or equal to 1 (got 0)"),

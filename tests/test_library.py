@@ -16,7 +16,7 @@ from ganforge.assets import build as build_mod
 from ganforge.assets import catalog
 from ganforge.assets.build import build_library
 from ganforge.assets.video import probe
-from ganforge.config import load_config
+from ganforge.config import apply_overrides, load_config
 from ganforge.errors import GanforgeError
 from ganforge.sampling import latent
 from ganforge.training import checkpoint
@@ -245,11 +245,7 @@ def test_cli_build_ls_show_export(project, tmp_path):
     params = tmp_path / "params.yaml"
     import yaml
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for item in LIB:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        raw[section][name] = yaml.safe_load(value)
+    raw = apply_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), LIB)
     params.write_text(yaml.safe_dump(raw))
     cwd = project.root
     out = run_cli(["library", "build", "-q", "--params", str(params)], cwd)

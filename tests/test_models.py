@@ -71,7 +71,7 @@ def test_discriminator_norms(d_norm):
 
 
 def test_registry_and_losses():
-    assert KINDS == {"dcgan": "image", "mocogan": "video"}
+    assert (KINDS["dcgan"], KINDS["mocogan"]) == ("image", "video") and set(KINDS) == set(FAMILIES)
     assert FAMILIES["dcgan"].config is DCGANConfig and FAMILIES["mocogan"].config is MoCoGANConfig
     real, fake = torch.tensor([3.0, -2.0]), torch.tensor([-3.0, 0.5])
     for name, loss in LOSSES.items():

@@ -277,7 +277,7 @@ def test_generator_and_data_of_different_kinds_are_refused(project, digits16, tm
     video = ModelSpec.from_dict(state["spec"])
     keys = {k: v for k, v in video.config.model_dump().items() if k in DCGANConfig.model_fields and k != "family"}
     spec = dataclasses.replace(video, config=DCGANConfig(**keys), frames=0)
-    G, D = build(spec)  # a real image generator (the loader checks that weights fit their spec)
+    G, D = build(spec).values()  # a real image generator (the loader checks that weights fit their spec)
     image_state = {**state, "spec": spec.to_dict(), "G": G.state_dict(), "G_ema": G.state_dict(), "D": D.state_dict()}
     checkpoint.save(project.checkpoint, {k: v for k, v in image_state.items() if k not in ("format", "sha256")})
     cfg = load_config(ROOT / "params.yaml", EVAL)

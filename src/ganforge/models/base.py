@@ -78,7 +78,8 @@ _FLAT_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 _FORMS = (
     "expected {'model': {'family': ..., ...}, 'resolution': ..., 'channels': ..., 'num_classes': ..., "
-    "'frames': ..., 'class_head': ...} or the older flat form {'model': 'dcgan', 'resolution': ..., 'z_dim': ...}"
+    "'frames': ..., 'class_head': ...} or the older flat form {'model': 'dcgan', 'resolution': ..., 'z_dim': ...}; "
+    "retrain it, or load it with the ganforge version that wrote it"
 )
 
 
