@@ -259,6 +259,7 @@ COMPANIONS: dict[tuple[str, ...], dict[Any, dict[str, Any]]] = {
         "folder": {"data": {"path": "images"}},
         "torchvision": {"data": {"dataset": "MNIST"}},
         "moving_digits": {"data": {"kind": "video"}},
+        "stacked_digits": {"data": {"channels": 3}},
         "video_folder": {"data": {"kind": "video", "path": "videos"}},
     },
 }
