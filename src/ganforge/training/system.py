@@ -22,13 +22,6 @@ from ganforge.training.augment import AUGMENTS
 from ganforge.training.objective import Objective
 
 
-def as_output(out: Any) -> DOutput:
-    """A discriminator's output as DOutput (families return it; a bare tensor or tuple of heads is read too)."""
-    if isinstance(out, DOutput):
-        return out
-    return DOutput(tuple(out) if isinstance(out, tuple) else (out,))
-
-
 def make_objective(tc: TrainConfig, heads: int) -> Objective:
     return Objective(
         tc.loss,
@@ -55,9 +48,8 @@ class System:
         nhwc = tc.channels_last and spec.kind == "image"  # clips are 5-D: 3-D convolutions keep the default layout
         self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         nets = build(spec)
-        G, D = (nets["G"], nets["D"]) if isinstance(nets, nn.ModuleDict) else nets
-        self.G = G.to(device, memory_format=self.memory_format)
-        self.D = D.to(device, memory_format=self.memory_format)
+        self.G = nets["G"].to(device, memory_format=self.memory_format)
+        self.D = nets["D"].to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.objective = make_objective(tc, heads=getattr(self.D, "num_heads", 1)).to(device)
         self.augment = make_augment(tc).to(device)
@@ -111,7 +103,7 @@ class System:
 
     def judge(self, x: torch.Tensor, y: torch.Tensor | None) -> DOutput:
         """D's verdict on what it sees: x through the augmentation, then D."""
-        return as_output(self.D(self.augment(x), y))
+        return self.D(self.augment(x), y)
 
     def judge_logits(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         return self.judge(x, y).logits
