@@ -11,32 +11,20 @@ Adding one is a file here with a class and an entry in `AUGMENTS`.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ganforge.training.augment.ada import ADA
+from ganforge.training.augment.base import Augment
 from ganforge.training.augment.diffaugment import DiffAugment
 from ganforge.training.augment.frames import as_frames
 
 
-class NoAugment(nn.Module):
+class NoAugment(Augment):
     name = "none"
-
-    def __init__(self, **_: object) -> None:
-        super().__init__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def feedback(self, real_logits: tuple[torch.Tensor, ...]) -> None:
-        pass
-
-    def step(self, step: int, batch_size: int) -> None:
-        pass
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
-
 
 AUGMENTS = {"none": NoAugment, "diffaugment": DiffAugment, "ada": ADA}
 
-__all__ = ["ADA", "AUGMENTS", "DiffAugment", "NoAugment", "as_frames"]
+__all__ = ["ADA", "AUGMENTS", "Augment", "DiffAugment", "NoAugment", "as_frames"]

@@ -18,8 +18,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ganforge.training.augment.base import Augment
 from ganforge.training.augment.frames import as_clips, as_frames, per_frame
 
 
@@ -105,7 +105,7 @@ def _rot3(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class ADA(nn.Module):
+class ADA(Augment):
     name = "ada"
 
     def __init__(self, target: float = 0.6, interval: int = 4, speed_kimg: float = 100.0, p: float = 0.0,

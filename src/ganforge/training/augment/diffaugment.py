@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ganforge.training.augment.base import Augment
 from ganforge.training.augment.frames import as_clips, as_frames, per_frame
 
 
@@ -55,7 +55,7 @@ def cutout(x: torch.Tensor, t: int, ratio: float = 0.5) -> torch.Tensor:
 POLICIES = {"color": color, "translation": translation, "cutout": cutout}
 
 
-class DiffAugment(nn.Module):
+class DiffAugment(Augment):
     name = "diffaugment"
 
     def __init__(self, policy: tuple[str, ...] = ("color", "translation", "cutout"), **_: object) -> None:
@@ -67,15 +67,6 @@ class DiffAugment(nn.Module):
         for name in self.policy:
             frames = POLICIES[name](frames, t)
         return as_clips(frames, shape).contiguous(memory_format=_format(x))
-
-    def feedback(self, real_logits: tuple[torch.Tensor, ...]) -> None:
-        pass
-
-    def step(self, step: int, batch_size: int) -> None:
-        pass
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        return {}
 
 
 def _format(x: torch.Tensor) -> torch.memory_format:
