@@ -86,6 +86,8 @@ FAMILY_BASE = {
     for key in family.config.model_fields
     if key not in FAMILIES[DEFAULT_FAMILY].config.model_fields
 }
+# path-length regularisation needs a generator with a mapping network
+FAMILY_BASE[("train", "pl", "weight")] = {"train": {"model": {"family": "stylegan2"}}}
 
 
 def section_model(section: tuple[str, ...]) -> type[BaseModel]:
@@ -243,7 +245,7 @@ def both_routes(work: Path, path: tuple[str, ...], value: Any, base: dict[str, A
 # ------------------------------------------------------------------------------------ valid values
 
 VALID_SPECIAL: dict[tuple[str, ...], st.SearchStrategy] = {
-    ("data", "resolution"): st.sampled_from([16, 32, 64, 128, 256]),
+    ("data", "resolution"): st.sampled_from([16, 32, 64, 128, 256, 512]),
     ("library", "video_size"): st.integers(8, 1024).map(lambda n: 2 * n),
     ("train", "batch_size"): st.integers(1, 32768).map(lambda n: 2 * n),  # a multiple of the default pack (2)
     ("train", "model", "pack"): st.sampled_from([1, 2, 4, 8]),  # divides the default batch_size (64)
@@ -331,7 +333,9 @@ def _not_a_number(s: str) -> bool:
     return False
 
 
-words = st.text(string.ascii_letters + string.punctuation + " éß→", min_size=1, max_size=20)
+words = st.text(string.ascii_letters + string.punctuation + " éß→", min_size=1, max_size=20).filter(
+    lambda s: s != "auto"  # a recipe key's value: the model family's
+)
 non_numbers = words.filter(_not_a_number)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), finite, st.text(max_size=10))
 lists = st.lists(scalars, max_size=3)
@@ -404,7 +408,7 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
             "int key": st.dictionaries(st.integers(), finite, min_size=1, max_size=3),
         }
     special = {
-        ("data", "resolution"): st.integers(16, 256).filter(lambda v: v & (v - 1)),
+        ("data", "resolution"): st.integers(16, 512).filter(lambda v: v & (v - 1)),
         ("library", "video_size"): st.integers(8, 1023).map(lambda n: 2 * n + 1),
         ("train", "batch_size"): st.integers(0, 32767).map(lambda n: 2 * n + 1),  # default pack is 2
         ("train", "model", "pack"): st.sampled_from([3, 5, 6, 7]),  # does not divide the default batch_size (64)

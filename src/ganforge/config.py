@@ -83,7 +83,7 @@ class DataConfig(Section):
     @field_validator("resolution")
     @classmethod
     def _resolution(cls, v: int) -> int:
-        return _power_of_two(v, 16, 256)
+        return _power_of_two(v, 16, 512)
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:
@@ -143,7 +143,56 @@ class AugmentConfig(Section):
         return v
 
 
+class PathLengthConfig(Section):
+    """Path-length regularisation of G (StyleGAN2; families with a mapping network): weight (0 = off), interval
+    (lazy, weighted by it), decay of the running mean length."""
+
+    weight: float = Field(0.0, ge=0.0, le=1e6)
+    interval: int = Field(4, ge=1, le=10_000)
+    decay: float = Field(0.01, gt=0.0, le=1.0)
+
+
 LOSS_NAMES = ("nonsat", "hinge", "wgan", "rpgan", "lsgan")
+AUTO = "auto"  # a recipe key's value that means: the model family's (its config's `recipe`, else the default)
+# train keys a family's recipe decides where params say `auto` (or leave them out)
+RECIPE_KEYS = (
+    "loss", "n_critic", "r1.weight", "r1.interval", "r2.weight", "r2.interval", "gp.weight", "gp.interval",
+    "lecam.weight", "pl.weight", "pl.interval", "augment.kind", "lr_g", "lr_d", "beta1", "beta2", "ema_decay",
+)  # fmt: skip
+
+
+def _family_name(model: Any) -> Any:
+    """The family a raw `train.model` names (anything: validation decides whether it is one)."""
+    if isinstance(model, dict):
+        return model.get("family", DEFAULT_FAMILY)
+    return model if isinstance(model, str) else getattr(model, "family", DEFAULT_FAMILY)
+
+
+def resolve_recipe(train: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the raw `train` mapping in which every recipe key that is `auto` or absent holds the value of
+    the model family's recipe (`FamilyConfig.recipe`), or is left out (its default) where the recipe is silent."""
+    name = _family_name(train.get("model"))
+    family = FAMILIES.get(name) if isinstance(name, str) else None
+    if family is None:  # not a known family: train.model's own validation says so
+        return train
+    recipe = family.config.recipe
+    out = copy.deepcopy(train)
+    for key in RECIPE_KEYS:
+        *sections, leaf = key.split(".")
+        node = out
+        for name in sections:
+            child = node.get(name, {}) if isinstance(node, dict) else None
+            if not isinstance(child, dict):  # not a mapping (a section object, or a wrong value: validation says)
+                node = None
+                break
+            node = node.setdefault(name, child)
+        if not isinstance(node, dict) or node.get(leaf, AUTO) != AUTO:
+            continue
+        if key in recipe:
+            node[leaf] = recipe[key]
+        else:
+            node.pop(leaf, None)
+    return out
 
 
 class TrainConfig(Section):
@@ -161,6 +210,7 @@ class TrainConfig(Section):
     r2: PenaltyConfig = PenaltyConfig()  # the same on generated samples (R3GAN: r1 + r2)
     gp: PenaltyConfig = PenaltyConfig()  # WGAN-GP, lambda E(|grad D(x_hat)| - 1)^2 (lambda 10 with loss wgan)
     lecam: LeCamConfig = LeCamConfig()
+    pl: PathLengthConfig = PathLengthConfig()  # path-length regularisation of G (stylegan2)
     augment: AugmentConfig = AugmentConfig()
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     steps: int = Field(1500, ge=1)
@@ -191,6 +241,13 @@ class TrainConfig(Section):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        """Recipe keys left `auto` (or out) take the model family's recipe: `train.model.family=r3gan` alone is
+        R3GAN's recipe, not DCGAN's loss with R3GAN's networks."""
+        return resolve_recipe(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> TrainConfig:
         if self.batch_size % self.model.pack:
@@ -199,6 +256,11 @@ class TrainConfig(Section):
             )
         if self.class_loss and not self.conditional:
             raise ValueError("train.class_loss needs class labels: set train.conditional=true (or class_loss=0)")
+        if self.pl.weight and not self.model.has_mapping:
+            raise ValueError(
+                f"train.pl (path-length regularisation) needs a family with a mapping network (stylegan2), "
+                f"not {self.model.family}: set train.pl.weight=0"
+            )
         return self
 
 

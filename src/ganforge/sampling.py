@@ -6,7 +6,8 @@ pixels. Training grids, evaluate's fake samples, the library's candidates and th
   and motion noise both), the same in every process and whatever else is in the batch.
 - Truncation psi (BigGAN, Brock et al. 2019): z is drawn from a standard normal truncated to |z_i| <= 2
   (out-of-range entries are redrawn from the same seeded generator) and scaled by psi; psi = 1 is the plain,
-  untruncated normal.
+  untruncated normal. A generator with a mapping network (`G.truncates_in_w`: stylegan2) is truncated where
+  StyleGAN truncates instead: z is the seed's plain normal and w moves towards the mean w by psi.
 - Pixels: `to_uint8` maps [-1, 1] to 0..255 as round((x + 1) * 127.5) (ties to even), clamped.
 
 Samples are deterministic per seed for a generator in eval mode (no batch statistics), on a given device.
@@ -117,25 +118,39 @@ class Sampler:
 
     def images(self, seeds: Sequence[int], classes: Classes = None, psi: Psi = 1.0) -> torch.Tensor:
         """Float samples in [-1, 1]: images [N, C, H, W] or clips [N, C, T, H, W], row i from seeds[i]."""
-        return self.decode(self.latents(seeds, psi), self.labels(classes, len(seeds)))
+        return self._sample(seeds, classes, psi, uint8=False)
 
     def uint8(self, seeds: Sequence[int], classes: Classes = None, psi: Psi = 1.0) -> torch.Tensor:
         """As `images`, as uint8 pixels (`to_uint8`)."""
-        return self.decode(self.latents(seeds, psi), self.labels(classes, len(seeds)), uint8=True)
+        return self._sample(seeds, classes, psi, uint8=True)
+
+    def _sample(self, seeds: Sequence[int], classes: Classes, psi: Psi, *, uint8: bool) -> torch.Tensor:
+        y = self.labels(classes, len(seeds))
+        if not getattr(self.G, "truncates_in_w", False):
+            return self.decode(self.latents(seeds, psi), y, uint8=uint8)
+        seeds = list(seeds)
+        psis = torch.tensor([float(psi)] * len(seeds) if isinstance(psi, int | float) else [float(p) for p in psi])
+        if len(psis) != len(seeds) or not ((psis > 0) & (psis <= 1)).all():
+            self.latents(seeds, psi)  # the same errors as truncation in z
+        return self.decode(self.latents(seeds), y, uint8=uint8, psi=psis)
 
     def grid(self, seeds: Sequence[int], classes: Classes = None, cols: int = 8, psi: Psi = 1.0) -> torch.Tensor:
         """The uint8 samples of `seeds` tiled into one image [C, H', W'] (`tile`): cell i is seeds[i]."""
         return tile(self.uint8(seeds, classes, psi), cols)
 
     @torch.inference_mode()
-    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, *, uint8: bool = False) -> torch.Tensor:
+    def decode(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, *, uint8: bool = False, psi: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """G on given latents z [N, latent_dim] (latent walks, morphs) and y (None, indices or weights [N, K]),
-        `batch_size` rows at a time: float in [-1, 1], or uint8 pixels."""
+        `batch_size` rows at a time: float in [-1, 1], or uint8 pixels. `psi` [N]: truncation in w, for a
+        generator that `truncates_in_w`."""
         out = []
         for i in range(0, len(z), self.batch_size):
             zi = z[i : i + self.batch_size].to(self.device)
             yi = None if y is None else y[i : i + self.batch_size].to(self.device)
-            x = self.G(zi, yi)
+            kw = {} if psi is None else {"psi": psi[i : i + self.batch_size].to(self.device)}
+            x = self.G(zi, yi, **kw)
             out.append((to_uint8(x) if uint8 else x.float()).cpu())
         if out:
             return torch.cat(out)

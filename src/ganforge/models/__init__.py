@@ -17,7 +17,13 @@ losses are summed over heads); a D built with `spec.class_head` also fills `clas
 (the labels row for row: the AC-GAN auxiliary loss that `train.class_loss` weighs).
 """
 
-from ganforge.models import dcgan, mocogan  # each registers its family (a new family: one more name here)
+from ganforge.models import (  # each registers its family (a new family: one more name here)
+    dcgan,
+    mocogan,
+    r3gan,
+    resnet,
+    stylegan2,
+)
 from ganforge.models.base import (
     DATA_KEYS,
     DEFAULT_FAMILY,
@@ -51,5 +57,8 @@ __all__ = [
     "model_config_adapter",
     "model_config_type",
     "parse_model",
+    "r3gan",
     "register",
+    "resnet",
+    "stylegan2",
 ]

@@ -29,6 +29,10 @@ class FamilyConfig(Section):
     """Base of a family's config (`train.model`). Subclasses set `family: Literal["name"] = "name"` and `kind`."""
 
     kind: ClassVar[str] = "image"  # the data it trains on: "image" or "video"
+    # the family's recommended training recipe: train keys (dotted: "r1.weight") -> value, taken where params
+    # leave them `auto` or out; a key it does not name takes train's default (which is dcgan's recipe)
+    recipe: ClassVar[dict[str, Any]] = {}
+    has_mapping: ClassVar[bool] = False  # G has mapping/synthesis networks (w space: path length, style mixing)
     family: str
     pack: int = Field(1, ge=1, le=8)  # PacGAN: D judges groups of this many same-class samples (1 = off)
 
@@ -196,6 +200,43 @@ def parse_model(value: Any) -> Any:
     if not isinstance(value, FamilyConfig):
         raise ValueError(f"expected a model family ({known}) or a section of its keys with its family")
     return value
+
+
+# --- pieces the families share -------------------------------------------------------------------------------
+def doubling_widths(stages: int, width: int, max_channels: int) -> list[int]:
+    """Channels of `stages` stages from 4x4 upwards: `width` at the last, doubling towards 4x4, capped."""
+    return [min(width * 2 ** (stages - 1 - i), max_channels) for i in range(stages)]
+
+
+def labels(y: torch.Tensor | None, who: str) -> torch.Tensor:
+    if y is None:
+        raise ValueError(f"this {who} is class-conditional: pass labels y")
+    return y
+
+
+def class_weights(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """Class indices [N] -> one-hot [N, K]; class weights [N, K] (blends, for class morphs) as they are."""
+    return (y if y.is_floating_point() else nn.functional.one_hot(y, num_classes)).to(dtype)
+
+
+def embed_classes(embed: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+    """An embedding of class indices [N], or the weighted sum of embeddings for class weights [N, K]."""
+    return y.to(embed.weight.dtype) @ embed.weight if y.is_floating_point() else embed(y)
+
+
+def unpack(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN: consecutive groups of `pack` images [B, C, H, W] become samples [B / pack, pack * C, H, W]."""
+    if pack == 1:
+        return x
+    b, c, h, w = x.shape
+    return x.reshape(b // pack, pack * c, h, w)
+
+
+def judged(logit: torch.Tensor, features: torch.Tensor, y: torch.Tensor | None, classify: nn.Module | None) -> DOutput:
+    """A one-head DOutput; with a class head (AC-GAN) also its logits on `features` and the labels `y` (per pack)."""
+    if classify is None or y is None:
+        return DOutput((logit,))
+    return DOutput((logit,), classify(features), y)
 
 
 def build(spec: ModelSpec) -> nn.ModuleDict:

@@ -18,7 +18,17 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ganforge.models.base import DOutput, FamilyConfig, ModelSpec, register
+from ganforge.models.base import (
+    DOutput,
+    FamilyConfig,
+    ModelSpec,
+    doubling_widths,
+    embed_classes,
+    judged,
+    labels,
+    register,
+    unpack,
+)
 
 
 class DCGANConfig(FamilyConfig):
@@ -40,8 +50,7 @@ class DCGANConfig(FamilyConfig):
 
 def _widths(resolution: int, width: int, max_channels: int) -> list[int]:
     """Channels at 4x4, 8x8, ..., resolution/2 (the last block before the image)."""
-    n = int(math.log2(resolution)) - 2  # number of x2 steps between 4x4 and the image
-    return [min(width * 2 ** (n - 1 - i), max_channels) for i in range(n)]
+    return doubling_widths(int(math.log2(resolution)) - 2, width, max_channels)  # the x2 steps from 4x4
 
 
 def init_weights(m: nn.Module) -> None:
@@ -81,12 +90,8 @@ class Generator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            if y is None:
-                raise ValueError("this generator is class-conditional: pass labels y")
-            # class indices [N], or class weights [N, num_classes] (soft labels: blends, for class morphs)
-            e = y.to(self.embed.weight.dtype) @ self.embed.weight if y.is_floating_point() else self.embed(y)
-            z = torch.cat([z, e], dim=1)
+        if self.embed is not None:  # class indices [N], or class weights [N, num_classes] (class morphs)
+            z = torch.cat([z, embed_classes(self.embed, labels(y, "generator"))], dim=1)
         return self.main(z[:, :, None, None])
 
 
@@ -122,21 +127,13 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> DOutput:
         """One logit per pack [B / pack]; with a class head also its class logits and the labels of the packs
         (AC-GAN, Odena et al. 2017)."""
-        p = self.spec.pack
-        if p > 1:  # consecutive groups of `pack` images become one sample with pack*C channels
-            b, c, h, w = x.shape
-            x = x.reshape(b // p, p * c, h, w)
-        h = self.features(x)
+        h = self.features(unpack(x, self.spec.pack))
         out = self.head(h).flatten()
-        if self.embed is not None:
-            if y is None:
-                raise ValueError("this discriminator is class-conditional: pass labels y")
-            y = y[::p]
-            pooled = h.sum(dim=(2, 3))
-            out = out + (self.embed(y) * pooled).sum(dim=1)
-            if self.classify is not None:
-                return DOutput((out,), self.classify(pooled), y)
-        return DOutput((out,))
+        if self.embed is None:
+            return DOutput((out,))
+        y = labels(y, "discriminator")[:: self.spec.pack]
+        pooled = h.sum(dim=(2, 3))
+        return judged(out + (self.embed(y) * pooled).sum(dim=1), pooled, y, self.classify)
 
 
 @register(DCGANConfig)

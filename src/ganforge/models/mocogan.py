@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganforge.models.base import DOutput, ModelSpec, register
+from ganforge.models.base import DOutput, ModelSpec, labels, register
 from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.dcgan import Discriminator as ImageDiscriminator
 from ganforge.models.dcgan import Generator as ImageGenerator
@@ -142,9 +142,7 @@ class ClipDiscriminator(nn.Module):
         h = self.features(x)
         out = self.head(h).flatten()
         if self.embed is not None:
-            if y is None:
-                raise ValueError("this discriminator is class-conditional: pass labels y")
-            out = out + (self.embed(y) * h.sum(dim=(2, 3, 4))).sum(dim=1)
+            out = out + (self.embed(labels(y, "discriminator")) * h.sum(dim=(2, 3, 4))).sum(dim=1)
         return out
 
 

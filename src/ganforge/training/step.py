@@ -1,4 +1,5 @@
-"""One training step, as a recipe: n_critic D updates, D's regularisation when due, one G update.
+"""One training step, as a recipe: n_critic D updates, D's regularisation when due, one G update, G's
+regularisation when due.
 
 Everything D sees goes through the System's augmentation (`judge`); what the terms are is the objective's
 business (`training/objective/`). Returns the step's statistics as one device tensor (no host sync), in the
@@ -53,6 +54,12 @@ def train_step(s: System, next_batch: Callable[[], Batch]) -> torch.Tensor:
         d_ref = s.judge(real, y) if obj.loss.uses_real_in_g else None
         loss_g = obj.g_main(d_gen, d_ref)
     s.update(s.opt_G, loss_g)
+
+    # (4) Regularise G, when a G penalty is due (path length: families with a mapping network; fp32)
+    if g_due := obj.g_due(step):
+        loss_reg, values = obj.g_reg(g_due, s.G, s.noise(real.shape[0]), y)
+        s.update(s.opt_G, loss_reg)
+        extra |= values
 
     s.update_ema()
     s.step_count += 1

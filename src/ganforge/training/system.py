@@ -30,6 +30,7 @@ def make_objective(tc: TrainConfig, heads: int) -> Objective:
         lecam=(tc.lecam.weight, tc.lecam.decay),
         n_critic=tc.n_critic,
         heads=heads,
+        g_penalties={"pl": (tc.pl.weight, tc.pl.interval, tc.pl.decay)},
     )
 
 

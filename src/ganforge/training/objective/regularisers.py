@@ -1,9 +1,12 @@
 """Regularisers of the discriminator, each a small module with its own weight.
 
-Two kinds, by where they run:
+Three kinds, by where they run:
 - *penalties* (`r1`, `r2`, `gp`) need gradients of D with respect to its input, so they run in their own phase
   (D regularisation), in fp32 outside autocast, every `interval` steps. Lazy regularisation (Karras et al.
   2020, StyleGAN2): a penalty that runs every k-th step is weighted k times, so its average pull is the same.
+- *G penalties* (`pl`, path-length regularisation) need gradients of G's output with respect to its styles, so
+  they run in a G regularisation phase, also in fp32 outside autocast and lazily; only families with a mapping
+  network (stylegan2) have them.
 - *terms* (`lecam`) read the logits D's main phase already computed and add to D's main loss every step.
 
 R1 and R2 follow the StyleGAN2 / R3GAN convention: the loss is gamma/2 * E||grad_x D(x)||^2 (R1 on real
@@ -116,4 +119,36 @@ class LeCam(nn.Module):
         return self.weight * torch.stack(terms).sum()
 
 
+class PathLength(nn.Module):
+    """Path-length regularisation of G (StyleGAN2): for w = mapping(z) and random image-space directions u
+    (unit variance per pixel, scaled by 1/sqrt(H W)), the length a = |J_w^T u| (J: the synthesis network's
+    Jacobian) should stay at its running mean: weight * E(a - mean)^2. The mean is a buffer (checkpointed);
+    `batch_shrink` runs it on a fraction of the batch, as StyleGAN2 does (it is the most expensive term)."""
+
+    name = "pl"
+
+    def __init__(self, weight: float, interval: int, decay: float = 0.01, batch_shrink: int = 2) -> None:
+        super().__init__()
+        self.weight, self.interval, self.decay, self.batch_shrink = weight, interval, decay, batch_shrink
+        self.register_buffer("pl_mean", torch.zeros(()))
+
+    def due(self, step: int) -> bool:
+        return step % self.interval == 0
+
+    def scale(self) -> float:
+        return self.weight * self.interval
+
+    def forward(self, G: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        n = max(1, z.shape[0] // self.batch_shrink)
+        ws = G.mapping(z[:n], None if y is None else y[:n])
+        img = G.synthesis(ws).float()
+        u = torch.randn_like(img) / (img.shape[2] * img.shape[3]) ** 0.5
+        (grad,) = torch.autograd.grad((img * u).sum(), ws, create_graph=True)
+        lengths = grad.float().square().sum(2).mean(1).sqrt()
+        with torch.no_grad():
+            self.pl_mean.lerp_(lengths.mean(), self.decay)
+        return (lengths - self.pl_mean).square().mean()
+
+
 PENALTIES: dict[str, type[Penalty]] = {cls.name: cls for cls in (R1, R2, GradientPenalty)}
+G_PENALTIES: dict[str, type[PathLength]] = {PathLength.name: PathLength}
