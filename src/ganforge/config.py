@@ -285,8 +285,10 @@ class FeaturesConfig(Section):
 class EvaluateConfig(Section):
     """`evaluate` stage: scores of the generator against a real split, with the protocol recorded."""
 
-    extractor: Literal["classifier", "inception"] = "classifier"
+    extractor: Literal["classifier", "inception", "dinov2"] = "classifier"
     inception_weights: str | None = None  # a local pt_inception-2015-12-05 file; else the torch hub cache
+    dinov2_weights: str | None = None  # a local dinov2_vit*14_pretrain.pth (or its folder); else the torch hub cache
+    dinov2_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")  # required with extractor dinov2: checked
     download: bool = False
     resize_filter: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     n_fake: int = Field(2000, ge=10)

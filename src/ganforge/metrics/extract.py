@@ -1,4 +1,4 @@
-"""Feature spaces: the configured extractor (the in-domain classifier or Inception), the clip classifier's, and
+"""Feature spaces: the configured extractor (the in-domain classifier, Inception or DINOv2), the clip classifier's, and
 the real split's features in them (cached). Used by the evaluate stage and by the library's scorer alike.
 """
 
@@ -49,9 +49,14 @@ def extractor(ec: EvaluateConfig, paths: Paths) -> tuple[Extract, dict[str, Any]
             "resize": "none (native resolution)",
         }
         return run, protocol
-    from ganforge.metrics.inception import load_inception
+    if ec.extractor == "dinov2":
+        from ganforge.metrics.dinov2 import load_dinov2
 
-    net_i, protocol = load_inception(ec.inception_weights, ec.download, ec.resize_filter)
+        net_i, protocol = load_dinov2(ec.dinov2_weights, ec.dinov2_sha256, ec.download)
+    else:
+        from ganforge.metrics.inception import load_inception
+
+        net_i, protocol = load_inception(ec.inception_weights, ec.download, ec.resize_filter)
 
     @torch.no_grad()
     def run_i(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
