@@ -91,11 +91,11 @@ def test_a_block_is_pre_norm_attention_and_mlp_with_layerscale():
 
 def test_bad_files_and_settings_are_one_line_errors(weights, tmp_path):
     path, sha = weights
-    with pytest.raises(GanforgeError, match="sha256 is .* expected 0{64}"):
+    with pytest.raises(GanforgeError, match=r"sha256 is .* expected 0{64}"):
         load_dinov2(str(path), "0" * 64, download=False)
-    with pytest.raises(GanforgeError, match="needs evaluate.dinov2_sha256"):
+    with pytest.raises(GanforgeError, match=r"needs evaluate\.dinov2_sha256"):
         load_dinov2(str(path), None, download=False)
-    with pytest.raises(GanforgeError, match="not found at .*download=true"):
+    with pytest.raises(GanforgeError, match=r"not found at .*download=true"):
         load_dinov2(str(tmp_path / "absent.pth"), sha, download=False)
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(3)}, wrong)
