@@ -300,6 +300,9 @@ class EvaluateConfig(Section):
     batch_size: int = Field(250, ge=1)
     raw_generator: bool = False
     seed: int = Field(0, ge=0)
+    # Classification Accuracy Score (conditional image generators, labelled data): a classifier trained on generated
+    # samples only (the features stage's recipe), tested on the real test split; cas, cas_real, cas_ratio
+    cas: bool = True
     n_fake_clips: int = Field(500, ge=10)  # video models: generated clips scored (n_fake is for images)
     fvd_weights: str | None = None  # video: a local i3d_torchscript.pt; null: FVD is not computed
     fvd_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")  # required with fvd_weights: checked

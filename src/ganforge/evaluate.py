@@ -29,6 +29,7 @@ from ganforge import __version__, faults
 from ganforge.config import Config, EvaluateConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
+from ganforge.metrics import classifier
 from ganforge.metrics.extract import Extract, clip_extractor, extractor, reference_features
 from ganforge.models import ModelSpec
 from ganforge.paths import Paths, write_text_atomic
@@ -86,6 +87,8 @@ class EvalSummary:
             if "class_accuracy" in s:
                 parts.append(f"class accuracy {s['class_accuracy']:.3f}")
             parts += [f"precision {s['precision']:.3f}", f"recall {s['recall']:.3f}"]
+            if "cas" in s:
+                parts.append(f"CAS {s['cas']:.3f} ({s['cas_ratio']:.0%} of real data's {s['cas_real']:.3f})")
             sizes = f"n_real {p['n_real']}, n_fake {p['n_fake']}"
         reg = self.registry
         where = (
@@ -119,6 +122,25 @@ def score(
     return scores
 
 
+def class_accuracy(
+    cfg: Config, paths: Paths, data: PreparedData, G: nn.Module, scores: dict[str, float]
+) -> dict[str, Any] | str:
+    """CAS (`ganforge.cas`) into `scores`; its protocol, or why it was skipped."""
+    from ganforge.cas import class_accuracy_score
+
+    try:
+        _, record = classifier.load(paths.classifier)
+    except GanforgeError as exc:  # no in-domain classifier: no labels, or no features stage run
+        return f"skipped: {exc}"
+    test = data.load("test")
+    if len(test[0]) < 2:
+        return "skipped: the test split is too small"
+    reference = (float(record["test_accuracy"]), record["recipe"]) if "recipe" in record else None
+    cas, protocol = class_accuracy_score(G, cfg.evaluate, cfg.features, data.load("train"), test, reference)
+    scores.update(cas)
+    return protocol
+
+
 def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     """Score the EMA generator (and optionally the raw one); record; register; gate."""
     import torchmetrics
@@ -143,7 +165,9 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     real_features, from_cache = reference_features(extract, protocol, paths, ec.split, real)
     num_classes = state["spec"]["num_classes"]
 
-    scores = score(checkpoint.generator_from_state(state, ema=True), ec, extract, real_features, num_classes)
+    G = checkpoint.generator_from_state(state, ema=True)
+    scores = score(G, ec, extract, real_features, num_classes)
+    cas_protocol = class_accuracy(cfg, paths, data, G, scores) if ec.cas and num_classes else None
     raw = None
     if ec.raw_generator:
         raw = score(checkpoint.generator_from_state(state, ema=False), ec, extract, real_features, num_classes)
@@ -164,6 +188,8 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         torchmetrics=torchmetrics.__version__,
         ganforge=__version__,
     )
+    if cas_protocol is not None:
+        protocol["cas"] = cas_protocol
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}
     if cfg.tracking.enabled:
         registry = record_evaluation(cfg, paths, scores, raw, protocol)

@@ -154,6 +154,12 @@ class VideoFeaturesSummary(FeaturesSummary):
         )
 
 
+def recipe(fc: FeaturesConfig) -> dict[str, Any]:
+    """How the image classifier is trained (recorded in its file; CAS trains its classifiers the same way)."""
+    keys = ("epochs", "batch_size", "lr", "width", "feature_dim", "augment", "seed")
+    return {"classifier": "ganforge.metrics.classifier.Classifier", **{k: getattr(fc, k) for k in keys}}
+
+
 def _record(net: nn.Module, data: PreparedData, test_accuracy: float, **arch: int) -> dict[str, Any]:
     """What a classifier file holds: the weights, the arch to rebuild it (the data's channels and classes, then
     `arch`), the class names, the resolution and the test accuracy."""
@@ -208,7 +214,7 @@ def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) ->
         seconds=round(time.perf_counter() - t0, 1),
     )
     arch = {"width": fc.width, "feature_dim": fc.feature_dim}
-    classifier.save(paths.classifier, _record(net, data, summary.test_accuracy, **arch))
+    classifier.save(paths.classifier, {**_record(net, data, summary.test_accuracy, **arch), "recipe": recipe(fc)})
     if video:
         clip = train_clip_classifier(fc, data, paths, progress)
         summary = VideoFeaturesSummary(**asdict(summary), frames_per_clip=fc.frames_per_clip, clip=clip)
