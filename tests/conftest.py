@@ -45,6 +45,7 @@ TINY_MODEL = [
     "train.batch_size=16",
     "train.device=cpu",
     "tracking.enabled=false",
+    "evaluate.cas=false",  # one classifier training per evaluation: test_evaluate and test_cas cover CAS
 ]
 TINY_TRAIN = [*TINY_MODEL, "train.steps=30", "features.epochs=2"]
 
@@ -142,7 +143,7 @@ TINY = {
         "checkpoint_every": 3,
     },
     "features": {"epochs": 2, "width": 8},
-    "evaluate": {"n_fake": 100, "kid_subsets": 5, "kid_subset_size": 50},
+    "evaluate": {"n_fake": 100, "kid_subsets": 5, "kid_subset_size": 50, "cas": False},
     "registry": {"model_name": "tiny-digits"},
     # a 6-step generator draws near-identical blobs: dedupe off, or the library would keep one image
     "library": {

@@ -9,7 +9,7 @@ from torch import nn
 from ganforge.cas import SEED_OFFSET, class_accuracy_score
 from ganforge.config import EvaluateConfig, FeaturesConfig
 from ganforge.data import PreparedData
-from ganforge.features import recipe
+from ganforge.metrics.classifier import recipe
 from ganforge.models import FAMILIES, ModelSpec
 
 

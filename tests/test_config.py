@@ -33,7 +33,7 @@ def test_repo_params_are_valid_and_complete():
     ("override", "needle"),
     [
         ("data.resolution=33", "data.resolution: expected a power of two from 16 to 512 (got 33)"),
-        ("data.resolution=512", "data.resolution"),
+        ("data.resolution=1024", "data.resolution"),
         ("train.lr_g=-0.001", "train.lr_g: Input should be greater than 0"),
         ("train.steps=many", "train.steps: Input should be a valid integer"),
         ("train.bogus=1", "train.bogus: unknown key"),

@@ -66,6 +66,19 @@ def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
     assert "FID" in first.line(paths.metrics / "eval.json")
 
 
+def test_cas_is_scored_with_its_protocol_and_reuses_the_features_classifier(trained):
+    paths, cfg, summary = trained
+    with_cas = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"cas": True})})
+    result = evaluate(with_cas, paths)
+    s, p = result.scores, result.protocol["cas"]
+    assert s["cas_real"] == summary.test_accuracy and p["reference"].startswith("the features stage")
+    assert 0 <= s["cas"] <= 1 and s["cas_ratio"] == pytest.approx(s["cas"] / s["cas_real"])
+    assert p["n_generated"] == summary.n_train and p["epochs"] == cfg.features.epochs
+    ev = json.loads((paths.metrics / "eval.json").read_text())
+    assert ev["cas"] == s["cas"] and ev["protocol"]["cas"]["seeds"] == p["seeds"]
+    assert "CAS" in result.line(paths.metrics / "eval.json")
+
+
 def test_raw_generator_is_scored_too(trained):
     paths, _, _ = trained
     raw_cfg = load_config(ROOT / "params.yaml", [*TINY_TRAIN, "evaluate.raw_generator=true"])

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from ganforge.config import EvaluateConfig, FeaturesConfig
-from ganforge.features import accuracy, fit, recipe, shift_images
 from ganforge.metrics import classifier
+from ganforge.metrics.classifier import accuracy, fit, recipe, shift_images
 from ganforge.sampling import Sampler
 
 SEED_OFFSET = 1_000_000  # CAS's samples start here (+ evaluate.seed): never the evaluation's own fake samples

@@ -2,7 +2,8 @@
 
 Its penultimate layer is the feature space of FID/KID/precision/recall where no Inception weights
 are at hand (and a more telling one for small grayscale domains); its logits give the class
-accuracy of conditional samples. This module holds the network and its file (models/classifier.pt).
+accuracy of conditional samples. This module holds the network, its file (models/classifier.pt) and how it is
+trained (`fit`, `recipe`), which the features stage and the Classification Accuracy Score (`ganforge.cas`) share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ganforge import safeload
 from ganforge.errors import GanforgeError
@@ -114,3 +117,70 @@ def checked_record(state: dict[str, Any], path: Path, what: str, ints: tuple[str
             f"{path}: not a {what} (class_names, test_accuracy or {', '.join(ints)} missing or mistyped)"
         )
     return arch
+
+
+# --- training it (the features stage; CAS trains the same recipe on generated samples) ---------------------
+def shift_images(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Random translations by up to `max_shift` pixels (edge-replicated), one per image."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    rows = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(h)
+    cols = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=g) + torch.arange(w)
+    return padded[
+        torch.arange(n)[:, None, None, None],
+        torch.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+def fit(
+    net: nn.Module,
+    epoch_data: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    epochs: int,
+    batch: int,
+    lr: float,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    g: torch.Generator,
+    desc: str,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train a classifier (forward -> (features, logits)) with AdamW, a one-cycle schedule and label smoothing:
+    each epoch on `epoch_data(epoch)` (uint8 inputs, labels; the same size every epoch) in an order drawn from g.
+    Returns the last epoch's data."""
+    x_train, y_train = epoch_data(0)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, -(-len(x_train) // batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
+        net.train()
+        if epoch:
+            x_train, y_train = epoch_data(epoch)
+        order = torch.randperm(len(x_train), generator=g)
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            x = to_float(x_train[idx])
+            if augment is not None:
+                x = augment(x, g)
+            loss = F.cross_entropy(net(x)[1], y_train[idx], label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return x_train, y_train
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
+    net.eval()
+    correct = 0
+    for i in range(0, len(images_u8), batch):
+        logits = net(to_float(images_u8[i : i + batch]))[1]
+        correct += (logits.argmax(1) == labels[i : i + batch]).sum().item()
+    return correct / max(len(images_u8), 1)
+
+
+def recipe(fc: Any) -> dict[str, Any]:
+    """How the image classifier is trained (recorded in its file; CAS trains its classifiers the same way)."""
+    keys = ("epochs", "batch_size", "lr", "width", "feature_dim", "augment", "seed")
+    return {"classifier": "ganforge.metrics.classifier.Classifier", **{k: getattr(fc, k) for k in keys}}
