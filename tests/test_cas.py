@@ -33,11 +33,14 @@ class Lookup(nn.Module):
 
 @pytest.fixture(scope="module")
 def splits(digits16):
+    """The digits' test split, and 80 train images per class (enough to learn 16x16 digits; quick to train on)."""
     data = PreparedData.open(digits16)
-    return data.load("train"), data.load("test")
+    x, y = data.load("train")
+    keep = torch.cat([torch.nonzero(y == c).flatten()[:80] for c in range(10)])
+    return (x[keep], y[keep]), data.load("test")
 
 
-FC = FeaturesConfig(epochs=5)
+FC = FeaturesConfig(epochs=10)
 
 
 def test_cas_of_real_images_is_near_the_real_classifier_and_of_wrong_classes_near_zero(splits):
@@ -45,7 +48,7 @@ def test_cas_of_real_images_is_near_the_real_classifier_and_of_wrong_classes_nea
     ec = EvaluateConfig()
     good, protocol = class_accuracy_score(Lookup(*train, shift=0), ec, FC, train, test)
     assert good["cas_real"] > 0.85 and good["cas"] > 0.8 and good["cas_ratio"] > 0.9
-    assert protocol["n_generated"] == len(train[1]) and protocol["epochs"] == 5
+    assert protocol["n_generated"] == len(train[1]) and protocol["epochs"] == 10
     assert protocol["seeds"].startswith(f"{SEED_OFFSET}..") and protocol["reference"].startswith("trained here")
     # the features stage's classifier is the reference when its recipe is this one (no second training) ...
     bad, p_bad = class_accuracy_score(Lookup(*train, shift=1), ec, FC, train, test, (good["cas_real"], recipe(FC)))
