@@ -178,3 +178,20 @@ def test_resnet_projection_d_and_class_head():
     G.eval()
     z = torch.randn(2, 16)
     assert torch.allclose(G(z, soft), G(z, torch.tensor([2, 2])), atol=1e-6)  # class weights = indices
+
+
+def test_stylegan2_modulated_conv_equals_modulating_each_samples_weights():
+    """The non-fused form (scale inputs, one conv, scale outputs) against the definition: per-sample weights
+    w' = w * style, demodulated to unit norm per output channel, one grouped conv per sample."""
+    import torch.nn.functional as F
+
+    from ganforge.models.stylegan2 import ModulatedConv
+
+    torch.manual_seed(0)
+    m = ModulatedConv(8, 6, 3, 16)
+    x, w = torch.randn(4, 8, 10, 10), torch.randn(4, 16)
+    styles = m.affine(w)
+    wt = m.weight[None] * m.gain * styles[:, None, :, None, None]
+    wt = wt * (wt.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
+    ref = F.conv2d(x.reshape(1, 32, 10, 10), wt.reshape(24, 8, 3, 3), padding=1, groups=4).reshape(4, 6, 10, 10)
+    assert torch.allclose(m(x, w), ref, atol=1e-5)
