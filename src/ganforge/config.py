@@ -180,12 +180,12 @@ def resolve_recipe(train: dict[str, Any]) -> dict[str, Any]:
     for key in RECIPE_KEYS:
         *sections, leaf = key.split(".")
         node = out
-        for name in sections:
-            child = node.get(name, {}) if isinstance(node, dict) else None
+        for section in sections:
+            child = node.get(section, {}) if isinstance(node, dict) else None
             if not isinstance(child, dict):  # not a mapping (a section object, or a wrong value: validation says)
                 node = None
                 break
-            node = node.setdefault(name, child)
+            node = node.setdefault(section, child)
         if not isinstance(node, dict) or node.get(leaf, AUTO) != AUTO:
             continue
         if key in recipe:
