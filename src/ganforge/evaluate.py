@@ -123,16 +123,17 @@ def score(
 
 
 def class_accuracy(
-    cfg: Config, paths: Paths, data: PreparedData, G: nn.Module, scores: dict[str, float]
+    cfg: Config, paths: Paths, data: PreparedData, G: nn.Module, scores: dict[str, float], loaded: Any = None
 ) -> dict[str, Any] | str:
-    """CAS (`ganforge.cas`) into `scores`; its protocol, or why it was skipped."""
+    """CAS (`ganforge.cas`) into `scores`; its protocol, or why it was skipped. `loaded`: the test split's
+    (images, labels) when the caller has them already."""
     from ganforge.cas import class_accuracy_score
 
     try:
         _, record = classifier.load(paths.classifier)
     except GanforgeError as exc:  # no in-domain classifier: no labels, or no features stage run
         return f"skipped: {exc}"
-    test = data.load("test")
+    test = loaded if loaded is not None else data.load("test")
     if len(test[0]) < 2:
         return "skipped: the test split is too small"
     reference = (float(record["test_accuracy"]), record["recipe"]) if "recipe" in record else None
@@ -149,7 +150,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     t0 = time.perf_counter()
     data = PreparedData.open(paths.prepared, kinds=KINDS)
     if data.kind == "image":
-        real, _ = data.load(ec.split)
+        real, real_labels = data.load(ec.split)
         if len(real) < 2:
             raise GanforgeError(f"evaluate: the {ec.split} split has {len(real)} images; set data.test_fraction higher")
     state = checkpoint.load(paths.checkpoint)
@@ -167,7 +168,8 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
 
     G = checkpoint.generator_from_state(state, ema=True)
     scores = score(G, ec, extract, real_features, num_classes)
-    cas_protocol = class_accuracy(cfg, paths, data, G, scores) if ec.cas and num_classes else None
+    test_split = (real, real_labels) if ec.split == "test" else None  # CAS tests on it: no second read
+    cas_protocol = class_accuracy(cfg, paths, data, G, scores, test_split) if ec.cas and num_classes else None
     raw = None
     if ec.raw_generator:
         raw = score(checkpoint.generator_from_state(state, ema=False), ec, extract, real_features, num_classes)
