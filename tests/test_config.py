@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from ganforge.cli import main
-from ganforge.config import Config, load_config
+from ganforge.config import DISTRIBUTION_SCORES, Config, load_config
 from ganforge.errors import ConfigError
+from ganforge.metrics.scores import SCORE_KEYS
 from ganforge.models import FAMILIES
 from ganforge.models.dcgan import DCGANConfig
 from ganforge.models.mocogan import MoCoGANConfig
@@ -79,6 +80,37 @@ def test_bad_values_name_the_key(tmp_path, override, needle):
     msg = str(err.value)
     assert needle in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["registry.gate.max={kid: 0.05}"], "registry.gate.max.kid: evaluate reports no score 'kid' for conditional "
+         "image models (did you mean kid_mean?)"),
+        (["train.conditional=false"], "registry.gate.min.class_accuracy: evaluate reports no score 'class_accuracy' "
+         "for unconditional image models; an unconditional model has no classes to check"),
+        (["train.conditional=false"], "--set 'registry.gate.min={precision: 0.6, recall: 0.4}'"),
+        (["evaluate.cas=false", "registry.gate.min={cas_ratio: 0.8}"], "CAS needs a conditional image model"),
+        (["registry.gate.min={fvd: 1}"], "evaluate reports no score 'fvd' for conditional image models"),
+        (["registry.gate.min={motion: 0.5}"], "registry.gate.min.motion: evaluate reports no score 'motion'"),
+    ],
+)  # fmt: skip
+def test_gate_bounds_name_scores_evaluate_reports(overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "params.yaml", overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value), err.value
+
+
+def test_gate_bounds_on_reported_scores_load():
+    cfg = load_config(
+        ROOT / "params.yaml", ["registry.gate.max={kid_mean: 0.05}", "registry.gate.min={cas_ratio: 0.8}"]
+    )
+    assert cfg.registry.gate.max == {"kid_mean": 0.05}
+    video = load_config(ROOT / "video" / "params.yaml", ["registry.gate.max={motion: 2, clip_fd: 50}"])
+    assert video.registry.gate.min["frame_class_accuracy"] == 0.9
+    with pytest.raises(ConfigError, match=r"FVD is computed only with evaluate\.fvd_weights"):
+        load_config(ROOT / "video" / "params.yaml", ["registry.gate.max={fvd: 100}"])
+    assert DISTRIBUTION_SCORES == SCORE_KEYS  # config names what metrics.scores computes
 
 
 def test_overrides_are_typed():

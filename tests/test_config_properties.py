@@ -30,7 +30,17 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from pydantic import BaseModel
 
 from ganforge.cli import main
-from ganforge.config import INT64, LOSS_NAMES, MAX_DEPTH, Config, Section, TrainConfig, key_path, load_config
+from ganforge.config import (
+    INT64,
+    LOSS_NAMES,
+    MAX_DEPTH,
+    Config,
+    Section,
+    TrainConfig,
+    gate_scores,
+    key_path,
+    load_config,
+)
 from ganforge.errors import ConfigError
 from ganforge.models import DEFAULT_FAMILY, FAMILIES
 
@@ -264,6 +274,8 @@ COMPANIONS: dict[tuple[str, ...], dict[Any, dict[str, Any]]] = {
         "stacked_digits": {"data": {"channels": 3}},
         "video_folder": {"data": {"kind": "video", "path": "videos"}},
     },
+    # an unconditional model reports no class accuracy: its gate cannot bound one
+    ("train", "conditional"): {False: {"registry": {"gate": {"min": {"precision": 0.6}}}}},
 }
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -299,8 +311,8 @@ def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
         s = st.lists(st.sampled_from(get_args(get_args(base)[0])), min_size=1, unique=True)
     elif kind.startswith("literal"):
         s = st.sampled_from(get_args(base))
-    else:  # dict of metric name -> bound
-        s = st.dictionaries(st.text(string.ascii_lowercase + "_", min_size=1, max_size=12), finite, max_size=4)
+    else:  # dict of score name -> bound: the scores evaluate reports for the default (conditional image) model
+        s = st.dictionaries(st.sampled_from(gate_scores(Config())), finite, max_size=4)
     return st.one_of(st.none(), s) if nullable else s
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.config import load_config
+from ganforge.config import gate_scores, load_config
 from ganforge.errors import GanforgeError
 from ganforge.evaluate import evaluate, generate
 from ganforge.features import train_classifier
@@ -14,7 +14,7 @@ from ganforge.paths import Paths
 from ganforge.training import checkpoint
 from ganforge.training.loop import train
 
-from .conftest import ROOT, TINY_MODEL
+from .conftest import NO_CLASS_GATE, ROOT, TINY_MODEL
 
 TINY_TRAIN = [
     *TINY_MODEL,
@@ -58,8 +58,9 @@ def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
     assert (p["n_fake"], p["split"], p["generator"], p["checkpoint_step"]) == (200, "test", "ema", 4)
     assert p["n_real"] == json.loads((paths.prepared / "info.json").read_text())["splits"]["test"]["count"]
     assert p["kid_subset_size"] == 50 and p["torch"] == torch.__version__ and "torchmetrics" in p
-    assert p["reference_from_cache"] is False
+    assert p["reference_from_cache"] is False and p["resolution"] == 16
     assert ev["registry"] == {"skipped": "tracking.enabled is false"}
+    assert set(first.scores) == set(gate_scores(cfg))  # exactly the names a gate bound may use
     second = evaluate(cfg, paths)
     assert second.protocol["reference_from_cache"] is True
     assert second.scores == first.scores  # deterministic: same seed, same cached reference
@@ -77,6 +78,7 @@ def test_cas_is_scored_with_its_protocol_and_reuses_the_features_classifier(trai
     ev = json.loads((paths.metrics / "eval.json").read_text())
     assert ev["cas"] == s["cas"] and ev["protocol"]["cas"]["seeds"] == p["seeds"]
     assert "CAS" in result.line(paths.metrics / "eval.json")
+    assert set(result.scores) == set(gate_scores(with_cas))
 
 
 def test_raw_generator_is_scored_too(trained):
@@ -101,7 +103,7 @@ def test_unlabelled_data_names_both_ways_out(tmp_path, digits16):
     info = json.loads((paths.prepared / "info.json").read_text())
     info.update(num_classes=0, class_names=[])
     (paths.prepared / "info.json").write_text(json.dumps(info))
-    cfg = load_config(ROOT / "params.yaml", [*TINY_TRAIN, "train.conditional=false"])
+    cfg = load_config(ROOT / "params.yaml", [*TINY_TRAIN, "train.conditional=false", NO_CLASS_GATE])
     s = train_classifier(cfg.features, paths, progress=False)
     assert "skipped" in s.line(paths.classifier)
     train(cfg, paths, progress=False)

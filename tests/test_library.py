@@ -21,7 +21,7 @@ from ganforge.errors import GanforgeError
 from ganforge.sampling import latent
 from ganforge.training import checkpoint
 
-from .conftest import ROOT, TINY_TRAIN, copy_project
+from .conftest import NO_CLASS_GATE, ROOT, TINY_TRAIN, copy_project
 
 LIB = [
     *TINY_TRAIN,
@@ -283,7 +283,7 @@ def test_cli_build_ls_show_export(project, tmp_path):
 def test_unconditional_generator_fills_one_pool(project):
     from ganforge.training.loop import train
 
-    cfg = cfg_with("train.conditional=false", "train.steps=10", "library.images=8")
+    cfg = cfg_with("train.conditional=false", NO_CLASS_GATE, "train.steps=10", "library.images=8")
     train(cfg, project, progress=False)
     s = build_library(cfg, project, progress=False)
     df = catalog.read(project.catalog)

@@ -76,7 +76,7 @@ def cfg(name: str, **gate) -> RegistryConfig:
     ("new", "champion", "promoted", "says"),
     [
         ({"fid": 1.0, **GOOD}, None, True, "first version"),
-        ({"fid": 9.0, "recall": 0.1}, None, True, "recall 0.1 < min 0.4"),  # first wins, failures still reported
+        ({"fid": 9.0, **GOOD, "recall": 0.1}, None, False, "recall 0.1 < min 0.4"),  # first or not: bounds hold
         ({"fid": 1.0, **GOOD}, {"fid": 2.0}, True, "fid 1 < champion's 2"),
         ({"fid": 3.0, **GOOD}, {"fid": 2.0}, False, "fid 3 >= champion's 2"),
         ({"fid": 2.0, **GOOD}, {"fid": 2.0}, False, "fid 2 >= champion's 2"),  # equal does not promote
@@ -97,6 +97,57 @@ def test_gate_margin_and_max_bounds():
     assert registry.gate_decision({"fid": 1.4, "kid": 0.0}, {"fid": 2.0}, gate)[0] is True
     ok, reason = registry.gate_decision({"fid": 1.4, "kid": 0.02}, {"fid": 2.0}, gate)
     assert not ok and "kid 0.02 > max 0.01" in reason
+
+
+PROTOCOL = {"extractor": "classifier", "weights_sha256": "ab" * 32, "resolution": 16, "split": "test",
+            "n_real": 180, "n_fake": 2000, "truncation": 1.0, "seed": 0}  # fmt: skip
+
+
+def test_fids_are_compared_only_under_the_same_protocol():
+    same = (registry.fid_protocol(PROTOCOL), registry.fid_protocol({**PROTOCOL, "seed": 5}))  # not a FID key
+    assert registry.gate_decision({"fid": 1.0, **GOOD}, {"fid": 2.0}, GateConfig(), same)[0] is True
+    for key, value in [("n_fake", 500), ("weights_sha256", "cd" * 32), ("resolution", 32), ("extractor", "dinov2")]:
+        other = registry.fid_protocol({**PROTOCOL, key: value})
+        ok, why = registry.gate_decision({"fid": 1.0, **GOOD}, {"fid": 2.0}, GateConfig(), (other, same[0]))
+        assert not ok and f"{key} {PROTOCOL[key]} vs {value}" in why and "cannot compare fid" in why, why
+    ok, why = registry.gate_decision({"fid": 1.0, **GOOD}, {"fid": 2.0}, GateConfig(), (same[0], {}))
+    assert not ok and "the champion has no recorded protocol" in why
+
+
+def test_a_first_version_that_fails_a_bound_is_no_champion(store, tmp_path):
+    c = cfg("strict")
+    bad = registry.evaluate_and_register(c, store.new_run(), store.checkpoint, {"fid": 2.0, **GOOD, "recall": 0.1})
+    assert (bad["promoted"], bad["champion"]) == (False, None) and "recall 0.1 < min 0.4" in bad["reason"]
+    assert "champion" not in store.client.get_registered_model("strict").aliases
+    with pytest.raises(GanforgeError, match="has no champion: no version has passed the gate") as err:
+        registry.fetch_version("strict", "champion", tmp_path / "a")
+    message = str(err.value)
+    assert "candidate v1 was rejected" in message and "registry promote" in message and "\n" not in message
+    good = registry.evaluate_and_register(c, store.new_run(), store.checkpoint, {"fid": 3.0, **GOOD})
+    assert good["promoted"] and good["champion"] == 2  # the first that passes, whatever its fid
+    store.client.create_registered_model("nothing-yet")
+    with pytest.raises(GanforgeError, match="no version is evaluated yet; run `ganforge evaluate`"):
+        registry.fetch_version("nothing-yet", "champion", tmp_path / "b")
+
+
+def test_the_gate_reads_protocols_from_the_registry(store):
+    c = cfg("protocols")
+    step = lambda fid, **p: registry.evaluate_and_register(  # noqa: E731
+        c, store.new_run(), store.checkpoint, {"fid": fid, **GOOD}, {**PROTOCOL, **p}
+    )
+    assert step(2.0)["promoted"]
+    fewer = step(1.0, n_fake=500)  # a better FID from fewer samples is not a better model
+    assert not fewer["promoted"] and "n_fake 2000 vs 500" in fewer["reason"] and fewer["champion"] == 1
+    tags = store.client.get_model_version("protocols", str(fewer["version"])).tags
+    assert tags["protocol.n_fake"] == "500" and tags["protocol.weights_sha256"] == "ab" * 32
+    assert "protocol.seed" not in tags  # only what makes FIDs comparable
+    assert step(1.0)["promoted"]  # the same protocol: compared, and better
+    hold = RegistryConfig(model_name="protocols", promote=False)
+    later = registry.evaluate_and_register(
+        hold, store.new_run(), store.checkpoint, {"fid": 0.5, **GOOD}, {**PROTOCOL, "resolution": 32}
+    )
+    promoted, why = registry.promote_through_gate(c, later["version"])
+    assert not promoted and "resolution 16 vs 32" in why
 
 
 def test_evaluate_moves_champion_only_through_the_gate(store):
@@ -206,7 +257,7 @@ def test_a_deleted_champion_is_no_champion(store):
     store.client.delete_model_version("deleted", "1")
     assert all(r["aliases"] == [] for r in registry.list_versions("deleted"))
     new = registry.evaluate_and_register(c, store.new_run(), store.checkpoint, {"fid": 9.0, **GOOD})
-    assert new["promoted"] and "no champion" in new["reason"] and new["champion"] == 3
+    assert new["promoted"] and "no champion yet" in new["reason"] and new["champion"] == 3
 
 
 def test_user_errors_are_one_line(store):

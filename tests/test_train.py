@@ -16,7 +16,7 @@ from ganforge.sampling import Sampler, tile
 from ganforge.training import checkpoint, loop
 from ganforge.training.loop import train
 
-from .conftest import ROOT
+from .conftest import NO_CLASS_GATE, ROOT
 
 TINY = [
     "train.model.g_width=8",
@@ -193,7 +193,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits16, monke
 
 def test_unconditional_and_nonsat(tmp_path, digits16):
     paths = workdir(tmp_path, digits16, "uncond")
-    uncond = cfg("train.steps=2", "train.conditional=false", "train.loss=nonsat", "train.model.pack=1")
+    uncond = cfg("train.steps=2", "train.conditional=false", NO_CLASS_GATE, "train.loss=nonsat", "train.model.pack=1")
     s = train(uncond, paths, progress=False)
     assert s.steps == 2
     assert Image.open(paths.samples_latest).size == (8 * 17 + 1, 8 * 17 + 1)

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from ganforge import cli, features
-from ganforge.config import load_config
+from ganforge.config import gate_scores, load_config
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.evaluate import VideoSpace, evaluate, generate, motion_energy, score_video
+from ganforge.evaluate import VideoSpace, _numbers, evaluate, generate, motion_energy, score_video
 from ganforge.metrics import classifier, clips, fvd
 from ganforge.metrics.extract import clip_extractor
 from ganforge.metrics.scores import SCORE_KEYS
@@ -232,8 +232,9 @@ def test_evaluate_video_records_clip_scores_with_protocol(project, monkeypatch, 
     assert (p["n_real_frames"], p["n_fake_frames"], p["checkpoint_step"]) == (n_real * 4, 80, 6)
     assert p["weights_sha256"] == sha256_file(project.classifier)
     assert p["clip_weights_sha256"] == sha256_file(project.clip_classifier)
-    assert p["reference_from_cache"] is False and p["torch"] == torch.__version__
+    assert p["reference_from_cache"] is False and p["torch"] == torch.__version__ and p["resolution"] == 16
     assert ev["registry"] == {"skipped": "tracking.enabled is false"}
+    assert set(_numbers(first.scores, first.video)) == set(gate_scores(cfg))  # what a gate bound may name
     line = first.line(project.metrics / "eval.json")
     assert "clip FD" in line and "motion" in line and "FVD not computed" in line and "20 clips of 4 frames" in line
     second = evaluate(cfg, project)

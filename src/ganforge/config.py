@@ -380,6 +380,17 @@ class Config(Section):
     library: LibraryConfig = LibraryConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="after")
+    def _gate_keys_are_scores(self) -> Config:
+        """A gate bound on a score evaluate never reports for this kind of model would block every promotion
+        in silence (`max: {kid: ...}`: the score is `kid_mean`): name the key and what evaluate reports."""
+        known = gate_scores(self)
+        for side in ("min", "max"):
+            for key in getattr(self.registry.gate, side):
+                if key not in known:
+                    raise ValueError(f"{key_path(['registry', 'gate', side, key])}: {_not_a_score(key, known, self)}")
+        return self
+
     def flat(self) -> dict[str, Any]:
         """`{"train.lr_g": 0.0002, ...}`: for logging params."""
         out: dict[str, Any] = {}
@@ -393,6 +404,46 @@ class Config(Section):
 
         walk("", self.model_dump())
         return out
+
+
+# What evaluate reports, by kind of model: the names a gate bound may use (tests/test_gate.py checks these
+# against the keys of a real evaluation, so the two cannot drift apart).
+DISTRIBUTION_SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage")
+CAS_SCORES = ("cas", "cas_real", "cas_ratio")
+
+
+def gate_scores(cfg: Config) -> tuple[str, ...]:
+    """The scores evaluate reports for `cfg`'s kind of model (those a gate bound can hold on)."""
+    names = list(DISTRIBUTION_SCORES)
+    conditional = cfg.train.conditional
+    if cfg.data.kind == "video":
+        names += ["frame_class_accuracy", "class_accuracy"] if conditional else []
+        names += ["clip_fd", "motion"] + (["fvd"] if cfg.evaluate.fvd_weights else [])
+    else:
+        names += ["class_accuracy"] if conditional else []
+        names += list(CAS_SCORES) if conditional and cfg.evaluate.cas else []
+    return tuple(names)
+
+
+def _not_a_score(key: str, known: tuple[str, ...], cfg: Config) -> str:
+    kind = f"{'conditional' if cfg.train.conditional else 'unconditional'} {cfg.data.kind} models"
+    why = {
+        "class_accuracy": "an unconditional model has no classes to check (train.conditional is false)",
+        "frame_class_accuracy": "an unconditional model has no classes to check (train.conditional is false)",
+        "fvd": "FVD is computed only with evaluate.fvd_weights set",
+    }
+    if key in CAS_SCORES:
+        why[key] = "CAS needs a conditional image model and evaluate.cas: true"
+    close = [k for k in known if k.startswith(f"{key}_")] or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close and key not in why else ""
+    reason = f"; {why[key]}" if key in why else ""
+    gate = cfg.registry.gate
+    side = "min" if key in gate.min else "max"
+    rest = ", ".join(f"{k}: {v:g}" for k, v in getattr(gate, side).items() if k in known)
+    return (
+        f"evaluate reports no score {key!r} for {kind}{reason}{hint}; it reports {', '.join(known)} "
+        f"(remove the bound: --set 'registry.gate.{side}={{{rest}}}')"
+    )
 
 
 def key_path(parts: list[Any] | tuple[Any, ...]) -> str:
@@ -471,8 +522,10 @@ def _did_you_mean(parts: list[Any], parent: type[BaseModel] | None) -> str:
 
 def _describe(err: dict[str, Any]) -> str:
     parts, parent = _follow(tuple(err["loc"]))
-    path = key_path(parts) or "(top level)"
     kind = err["type"]
+    if not parts and kind == "value_error":  # a whole-file check (Config's validators) names its own key path
+        return str(err["msg"]).removeprefix("Value error, ")
+    path = key_path(parts) or "(top level)"
     if kind == "extra_forbidden":
         return f"{path}: unknown key{_did_you_mean(parts, parent)}"
     msg = err["msg"]

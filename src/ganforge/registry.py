@@ -3,7 +3,8 @@
 Part of the tracking layer (mlflow is imported lazily, the store is `tracking.tracking_uri()`).
 
 State kept in the registry itself, so that a stage skipped by DVC's run cache leaves nothing half done:
-- version tags `metric.<name>` (what the gate compares), `gate.decision` (promoted/rejected), `gate.reason`,
+- version tags `metric.<name>` (what the gate compares), `protocol.<key>` (how its FID was measured: FIDs are
+  compared only under the same protocol), `gate.decision` (promoted/rejected), `gate.reason`,
   `ganforge.checkpoint_sha256` (the weights behind the version), `champion.reason` (why it last became champion);
 - aliases `candidate` (the last evaluated version) and `champion` (what consumers load);
 - registered-model tag `ganforge.champion_history`: JSON list of past champions, the current one last,
@@ -32,6 +33,10 @@ from ganforge.tracking import TrainRun, evaluation_run_id, mlflow_client, tracki
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 METRIC_TAG = "metric."
+PROTOCOL_TAG = "protocol."
+# What makes two FIDs comparable: the same feature space (extractor and its weights), the same real reference
+# (split, its size, resolution) and as many samples drawn the same way. Anything else differing is noise.
+FID_PROTOCOL = ("kind", "extractor", "weights_sha256", "resolution", "split", "n_real", "n_fake", "truncation")
 SHA_TAG = "ganforge.checkpoint_sha256"
 HISTORY_TAG = "ganforge.champion_history"
 HISTORY_MAX = 200
@@ -177,6 +182,7 @@ def register_candidate(
     metrics: dict[str, float],
     *,
     checkpoint_sha256: str | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> Version:
     """Register `model_uri` as a version of `cfg.model_name` with alias `candidate` and the metrics as tags.
 
@@ -196,26 +202,57 @@ def register_candidate(
         version = Version(name, int(mv.version), run_id, created=True)
     else:
         version = Version(name, int(existing.version), run_id, created=False)
-        for key in existing.tags:  # the version's metric tags are its latest evaluation, nothing older
-            if key.startswith(METRIC_TAG) and key[len(METRIC_TAG) :] not in metrics:
+        kept = {METRIC_TAG + k for k in metrics} | {PROTOCOL_TAG + k for k in fid_protocol(protocol or {})}
+        for key in existing.tags:  # the version's metric and protocol tags are its latest evaluation, nothing older
+            if key.startswith((METRIC_TAG, PROTOCOL_TAG)) and key not in kept:
                 client.delete_model_version_tag(name, str(version.version), key)
     for key, value in metrics.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             client.set_model_version_tag(name, str(version.version), METRIC_TAG + key, repr(float(value)))
+    for key, value in fid_protocol(protocol or {}).items():
+        client.set_model_version_tag(name, str(version.version), PROTOCOL_TAG + key, value)
     client.set_registered_model_alias(name, CANDIDATE, str(version.version))
     return version
 
 
-def gate_decision(new: dict[str, float], champion: dict[str, float] | None, gate: GateConfig) -> tuple[bool, str]:
-    """(promote?, why). Promote when fid < champion's fid - fid_margin and every bound holds; the first wins."""
+def fid_protocol(protocol: dict[str, Any]) -> dict[str, str]:
+    """The keys of an evaluation's protocol that make its FID comparable with another's (FID_PROTOCOL), as text."""
+    return {k: str(protocol[k]) for k in FID_PROTOCOL if k in protocol}
+
+
+def protocol_difference(new: dict[str, str], champion: dict[str, str]) -> str | None:
+    """Why two FIDs cannot be compared (the protocol keys that differ), or None when they can."""
+    if not champion and new:
+        return "the champion has no recorded protocol (evaluated before ganforge recorded it)"
+    differ = [f"{k} {champion.get(k, '-')} vs {new.get(k, '-')}" for k in FID_PROTOCOL if champion.get(k) != new.get(k)]
+    return "the protocols differ: " + ", ".join(differ) + " (champion's vs this one's)" if differ else None
+
+
+def gate_decision(
+    new: dict[str, float],
+    champion: dict[str, float] | None,
+    gate: GateConfig,
+    protocols: tuple[dict[str, str], dict[str, str]] = ({}, {}),
+) -> tuple[bool, str]:
+    """(promote?, why). Promote when every bound holds and, with a champion, fid < champion's fid - fid_margin
+    under the same protocol (`protocols`: this version's and the champion's FID_PROTOCOL). A version that fails a
+    bound never becomes champion, first or not."""
     failed = [f"{m} missing (min {lo:g})" for m, lo in gate.min.items() if m not in new]
     failed += [f"{m} {new[m]:.4g} < min {lo:g}" for m, lo in gate.min.items() if m in new and not new[m] >= lo]
     failed += [f"{m} missing (max {hi:g})" for m, hi in gate.max.items() if m not in new]
     failed += [f"{m} {new[m]:.4g} > max {hi:g}" for m, hi in gate.max.items() if m in new and not new[m] <= hi]
     bounds = "bounds failed: " + ", ".join(failed) if failed else "all bounds hold"
     if champion is None:
+        if failed:
+            return False, f"first version, but {bounds}: there is no champion until a version passes"
         return True, f"first version (no champion yet): becomes champion; {bounds}"
     fid, best = new.get("fid"), champion.get("fid")
+    differ = protocol_difference(*protocols)
+    if differ is not None:
+        return False, (
+            f"cannot compare fid with the champion's: {differ}; re-evaluate under one protocol, or promote by hand "
+            f"(ganforge registry promote VERSION); {bounds}"
+        )
     if fid is None or not math.isfinite(fid):
         return False, f"no finite fid to compare (got {fid}); {bounds}"
     if best is None or not math.isfinite(best):
@@ -229,7 +266,23 @@ def gate_decision(new: dict[str, float], champion: dict[str, float] | None, gate
     return False, f"{vs}; {bounds}"
 
 
-def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Path, metrics: dict[str, float]) -> dict:
+def _judge(client: Any, cfg: RegistryConfig, number: int, champ: int | None) -> tuple[bool, str]:
+    """The gate on registered version `number` against champion `champ`, from their metric and protocol tags."""
+    tags = client.get_model_version(cfg.model_name, str(number)).tags
+    if champ is None:
+        return gate_decision(_metrics(tags), None, cfg.gate)
+    champ_tags = client.get_model_version(cfg.model_name, str(champ)).tags
+    protocols = (_protocol(tags), _protocol(champ_tags))
+    return gate_decision(_metrics(tags), _metrics(champ_tags), cfg.gate, protocols)
+
+
+def evaluate_and_register(
+    cfg: RegistryConfig,
+    run_id: str,
+    checkpoint_path: Path,
+    metrics: dict[str, float],
+    protocol: dict[str, Any] | None = None,
+) -> dict:
     """The evaluate stage's registry step: log (once per run and weights), register, gate, maybe promote.
 
     Returns {"model_name", "version", "model_uri", "promoted", "reason", "champion"} for metrics/eval.json.
@@ -245,13 +298,12 @@ def evaluate_and_register(cfg: RegistryConfig, run_id: str, checkpoint_path: Pat
     model_uri = (
         existing.source if existing is not None else log_generator(run_id, checkpoint_path, checkpoint_sha256=sha)
     )
-    version = register_candidate(cfg, run_id, model_uri, metrics, checkpoint_sha256=sha)
+    version = register_candidate(cfg, run_id, model_uri, metrics, checkpoint_sha256=sha, protocol=protocol)
     champ = _champion(client, name)
     if champ == version.version:
         promoted, reason = True, f"version {champ} is already the champion"
     else:
-        champ_metrics = _metrics(client.get_model_version(name, str(champ)).tags) if champ is not None else None
-        promoted, reason = gate_decision(metrics, champ_metrics, cfg.gate)
+        promoted, reason = _judge(client, cfg, version.version, champ)
         if promoted and not cfg.promote:
             promoted, reason = False, f"the gate passes ({reason}), but registry.promote is false"
         if promoted:
@@ -284,7 +336,7 @@ def record_evaluation(
         run.log_metrics(step, {f"eval_raw.{k}": v for k, v in raw.items()})
     for k, v in protocol.items():
         client.set_tag(run_id, f"eval.protocol.{k}", str(v))
-    decision = evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores)
+    decision = evaluate_and_register(cfg.registry, run_id, paths.checkpoint, scores, protocol)
     return {"run_id": run_id, **decision}
 
 
@@ -323,6 +375,8 @@ def fetch_version(name: str, ref: str, dest: Path) -> FetchedVersion:
             if not (_not_found(exc) or getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"):
                 raise
             aliases = sorted(model.aliases or {})
+            if ref == CHAMPION:
+                raise GanforgeError(_no_champion(client, name)) from None
             raise GanforgeError(
                 f"model {name!r} has no alias {ref!r} (aliases: {aliases}); run `ganforge evaluate`, or give a "
                 "version number or `checkpoint`"
@@ -381,9 +435,7 @@ def promote_through_gate(cfg: RegistryConfig, version: int) -> tuple[bool, str]:
     champ = _champion(client, name)
     if champ == number:
         return True, f"version {number} is already the champion"
-    metrics = _metrics(client.get_model_version(name, str(number)).tags)
-    champ_metrics = _metrics(client.get_model_version(name, str(champ)).tags) if champ is not None else None
-    promoted, reason = gate_decision(metrics, champ_metrics, cfg.gate)
+    promoted, reason = _judge(client, cfg, number, champ)
     if promoted:
         _set_champion(client, name, number, reason)
     client.set_model_version_tag(name, str(number), "gate.decision", "promoted" if promoted else "rejected")
@@ -491,6 +543,26 @@ def _version_of_run(client: Any, name: str, run_id: str, sha: str | None) -> Any
 def _model_id(model_uri: str) -> str | None:
     rest = model_uri.removeprefix("models:/")
     return rest if rest != model_uri and rest.startswith("m-") and "/" not in rest else None
+
+
+def _no_champion(client: Any, name: str) -> str:
+    """One line: model `name` has no champion, why (the candidate's gate reason), and how to make one."""
+    why = ""
+    with suppress(Exception):  # no candidate either: nothing evaluated yet
+        mv = client.get_model_version_by_alias(name, CANDIDATE)
+        why = (
+            f"; candidate v{mv.version} was {mv.tags.get('gate.decision', 'not judged')} ({mv.tags.get('gate.reason')})"
+        )
+    if not why:
+        return f"model {name!r} has no champion: no version is evaluated yet; run `ganforge evaluate`"
+    return (
+        f"model {name!r} has no champion: no version has passed the gate{why}; train longer and evaluate, promote "
+        "one by hand (ganforge registry promote VERSION), or build from --model candidate, a version or checkpoint"
+    )
+
+
+def _protocol(tags: dict[str, str]) -> dict[str, str]:
+    return {k[len(PROTOCOL_TAG) :]: v for k, v in tags.items() if k.startswith(PROTOCOL_TAG)}
 
 
 def _metrics(tags: dict[str, str]) -> dict[str, float]:

@@ -83,7 +83,8 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor, to
     if tc.conditional and data.num_classes < 2:
         raise GanforgeError(
             f"train.conditional is true but {paths.prepared} has {data.num_classes} classes "
-            "(use one sub-folder per class, or set train.conditional=false)"
+            "(use one sub-folder per class, or set train.conditional=false and drop class_accuracy from "
+            "registry.gate.min)"
         )
     images, labels = data.load("train")
     if len(images) == 0:
