@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo demo-video test lint format install clean-outputs
+.PHONY: demo demo-video demo-rgb test lint format install clean-outputs
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ demo: $(STAMP)
 demo-video: $(STAMP)
 	@start=$$(date +%s) && $(BIN)/dvc repro video/dvc.yaml && cd video && $(BIN)/ganforge report --started $$start
 
+# your own RGB images (one sub-folder per class) through the whole pipeline at 32 px (rgb/dvc.yaml, rgb/params.yaml):
+# `make demo-rgb DATA=/path/to/class/folders`; rgb/data/raw is linked to DATA (later runs may leave DATA out)
+demo-rgb: $(STAMP)
+	@if [ -n "$(DATA)" ]; then \
+	  test -d "$(DATA)" || { echo "make demo-rgb: DATA=$(DATA) is not a folder" >&2; exit 2; }; \
+	  mkdir -p rgb/data && ln -sfn "$(abspath $(DATA))" rgb/data/raw; \
+	elif [ ! -d rgb/data/raw ]; then \
+	  echo "make demo-rgb: give DATA=/path/to/class/folders (one sub-folder of images per class)" >&2; exit 2; \
+	fi
+	@start=$$(date +%s) && $(BIN)/dvc repro rgb/dvc.yaml && cd rgb && $(BIN)/ganforge report --started $$start
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
@@ -35,4 +46,5 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean-outputs:
-	rm -rf data/prepared models metrics plots mlflow.db mlartifacts video/data/prepared video/models video/metrics video/plots
+	rm -rf data/prepared models metrics plots mlflow.db mlartifacts video/data/prepared video/models video/metrics video/plots \
+	  rgb/data/prepared rgb/models rgb/metrics rgb/plots

@@ -51,9 +51,11 @@ def test_cas_of_real_images_is_near_the_real_classifier_and_of_wrong_classes_nea
     assert protocol["n_generated"] == len(train[1]) and protocol["epochs"] == 10
     assert protocol["seeds"].startswith(f"{SEED_OFFSET}..") and protocol["reference"].startswith("trained here")
     # the features stage's classifier is the reference when its recipe is this one (no second training) ...
-    bad, p_bad = class_accuracy_score(Lookup(*train, shift=1), ec, FC, train, test, (good["cas_real"], recipe(FC)))
+    how = recipe(FC, 10, "shift")  # auto augmentation on grayscale: shifts
+    assert {k: protocol[k] for k in how} == how
+    bad, p_bad = class_accuracy_score(Lookup(*train, shift=1), ec, FC, train, test, (good["cas_real"], how))
     assert bad["cas"] < 0.15 and bad["cas_ratio"] < 0.2
     assert bad["cas_real"] == good["cas_real"] and p_bad["reference"].startswith("the features stage")
     # ... and not when it was trained otherwise
-    _, p_other = class_accuracy_score(Lookup(*train, shift=1), ec, FC, train, test, (0.5, recipe(FeaturesConfig())))
+    _, p_other = class_accuracy_score(Lookup(*train, shift=1), ec, FC, train, test, (0.5, recipe(FC, 15, "shift")))
     assert p_other["reference"].startswith("trained here")

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
 import yaml
@@ -113,9 +113,18 @@ SECTIONS = sorted({path[:-1] for path in KEYS})  # ("data",), ..., ("registry",)
 IDS = [".".join(k) for k in KEYS]
 
 
+def _metadata(field: Any) -> list[Any]:
+    """The field's constraints, and those of an `Annotated[int, Field(...)]` arm of `int | Literal["auto"]`."""
+    out = list(field.metadata)
+    for arm in get_args(field.annotation):
+        if get_origin(arm) is Annotated:
+            out += [c for m in get_args(arm)[1:] for c in getattr(m, "metadata", [m])]
+    return out
+
+
 def _bounds(field: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for m in field.metadata:
+    for m in _metadata(field):
         for attr in ("ge", "gt", "le", "lt", "min_length", "pattern"):
             if getattr(m, attr, None) is not None:
                 out[attr] = getattr(m, attr)
@@ -126,7 +135,10 @@ def _shape(field: Any) -> tuple[Any, bool]:
     """(base annotation, accepts None)."""
     ann = field.annotation
     if get_origin(ann) in (Union, types.UnionType):
-        args = [a for a in get_args(ann) if a is not type(None)]
+        args = [a for a in get_args(ann) if a is not type(None) and a != Literal["auto"]]  # auto: resolved later
+        args = [get_args(a)[0] if get_origin(a) is Annotated else a for a in args]
+        if len(args) == 1 and len(args) < len(get_args(ann)) and type(None) not in get_args(ann):
+            return args[0], False
         assert len(args) == 1, ann
         return args[0], True
     return ann, False

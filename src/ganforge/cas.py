@@ -19,19 +19,15 @@ from torch import nn
 
 from ganforge.config import EvaluateConfig, FeaturesConfig
 from ganforge.metrics import classifier
-from ganforge.metrics.classifier import accuracy, fit, recipe, shift_images
+from ganforge.metrics.classifier import accuracy
 from ganforge.sampling import Sampler
 
 SEED_OFFSET = 1_000_000  # CAS's samples start here (+ evaluate.seed): never the evaluation's own fake samples
 
 
-def _train(fc: FeaturesConfig, x: torch.Tensor, y: torch.Tensor, channels: int, num_classes: int) -> nn.Module:
-    torch.manual_seed(fc.seed)
-    g = torch.Generator().manual_seed(fc.seed)
-    net = classifier.Classifier(channels, num_classes, fc.width, fc.feature_dim)
-    fit(net, lambda _: (x, y), fc.epochs, fc.batch_size, fc.lr, shift_images if fc.augment else None, g,
-        desc="cas", progress=False)  # fmt: skip
-    return net
+def _train(fc: FeaturesConfig, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[nn.Module, dict]:
+    net, _, how = classifier.train_new(fc, lambda _: (x, y), x.shape[1], num_classes, desc="cas", progress=False)
+    return net, how
 
 
 def class_accuracy_score(
@@ -48,17 +44,17 @@ def class_accuracy_score(
     t0 = time.perf_counter()
     x_train, y_train = train
     x_test, y_test = test
-    channels, num_classes = x_train.shape[1], int(G.spec.num_classes)
+    num_classes = int(G.spec.num_classes)
     counts = torch.bincount(y_train, minlength=num_classes)
     y_fake = torch.repeat_interleave(torch.arange(num_classes), counts)  # the real split's per-class counts
     start = SEED_OFFSET + ec.seed
     x_fake = Sampler(G, batch_size=ec.batch_size).uint8(range(start, start + len(y_fake)), y_fake, ec.truncation)
-    cas = accuracy(_train(fc, x_fake, y_fake, channels, num_classes), x_test, y_test)
-    how = recipe(fc)
+    on_fake, how = _train(fc, x_fake, y_fake, num_classes)
+    cas = accuracy(on_fake, x_test, y_test)
     if reference is not None and reference[1] == how:
         real, source = reference[0], "the features stage's classifier (same recipe)"
     else:
-        real = accuracy(_train(fc, x_train, y_train, channels, num_classes), x_test, y_test)
+        real = accuracy(_train(fc, x_train, y_train, num_classes)[0], x_test, y_test)
         source = "trained here on the real train split"
     scores = {"cas": cas, "cas_real": real, "cas_ratio": cas / real if real > 0 else float("nan")}
     protocol = {

@@ -267,12 +267,15 @@ class TrainConfig(Section):
 class FeaturesConfig(Section):
     """`features` stage: the in-domain classifier whose penultimate layer is a feature space for metrics."""
 
-    epochs: int = Field(15, ge=1, le=10000)
+    # auto: sized by the data (metrics/classifier.py `plan`: ~200 optimiser steps for grayscale, ~1,300 for RGB,
+    # within 15..200 epochs)
+    epochs: Annotated[int, Field(ge=1, le=10000)] | Literal["auto"] = "auto"
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     width: int = Field(32, ge=4, le=512)
     feature_dim: int = Field(128, ge=8, le=4096)
-    augment: bool = True
+    # auto: strong for RGB (shifts, flips, colour jitter, cutout), shift for grayscale (a flip changes a digit)
+    augment: Literal["auto", "strong", "shift", "none"] = "auto"
     seed: int = Field(0, ge=0)
     # video data: the frame classifier above sees this many random frames of each train clip per epoch,
     # and a 3D-conv clip classifier (metrics/clips.py -> models/clip_classifier.pt) is trained on whole clips

@@ -22,7 +22,7 @@ from torch import nn
 from ganforge.config import FeaturesConfig
 from ganforge.data.dataset import KINDS, PreparedData
 from ganforge.metrics import classifier, clips
-from ganforge.metrics.classifier import accuracy, fit, recipe, shift_images
+from ganforge.metrics.classifier import accuracy, fit, shift_images
 from ganforge.paths import Paths, write_text_atomic
 
 CLIP_BATCH = 64  # clips per forward pass when scoring
@@ -122,31 +122,30 @@ def train_classifier(fc: FeaturesConfig, paths: Paths, progress: bool = True) ->
         return summary
     x_train, y_train = data.load("train")
     x_test, y_test = data.load("test")
-    torch.manual_seed(fc.seed)
-    g = torch.Generator().manual_seed(fc.seed)
+    g = torch.Generator().manual_seed(fc.seed)  # frames of each clip an epoch sees (video), then batch order
     if video:  # frames: a fresh random few of each train clip every epoch; every frame of the test clips
         train_clips, train_labels = x_train, y_train
         x_test, y_test = clips.all_frames(x_test), y_test.repeat_interleave(data.frames or 1)
         x_train, y_train = sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
-    net = classifier.Classifier(data.channels, data.num_classes, fc.width, fc.feature_dim)
 
     def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if video and epoch:
             return sample_frames(train_clips, train_labels, fc.frames_per_clip, g)
         return x_train, y_train
 
-    x_train, y_train = fit(net, epoch_data, fc.epochs, fc.batch_size, fc.lr, shift_images if fc.augment else None, g,
-                           desc="features", progress=progress)  # fmt: skip
+    net, (x_train, y_train), how = classifier.train_new(
+        fc, epoch_data, data.channels, data.num_classes, desc="features", progress=progress, g=g
+    )
     summary = FeaturesSummary(
         test_accuracy=accuracy(net, x_test, y_test) if len(x_test) else float("nan"),
         train_accuracy=accuracy(net, x_train, y_train),
         n_train=len(x_train),
         n_test=len(x_test),
-        epochs=fc.epochs,
+        epochs=how["epochs"],
         seconds=round(time.perf_counter() - t0, 1),
     )
     arch = {"width": fc.width, "feature_dim": fc.feature_dim}
-    classifier.save(paths.classifier, {**_record(net, data, summary.test_accuracy, **arch), "recipe": recipe(fc)})
+    classifier.save(paths.classifier, {**_record(net, data, summary.test_accuracy, **arch), "recipe": how})
     if video:
         clip = train_clip_classifier(fc, data, paths, progress)
         summary = VideoFeaturesSummary(**asdict(summary), frames_per_clip=fc.frames_per_clip, clip=clip)
@@ -165,7 +164,7 @@ def train_clip_classifier(fc: FeaturesConfig, data: PreparedData, paths: Paths, 
     g = torch.Generator().manual_seed(fc.seed)
     net = clips.ClipClassifier(data.channels, data.num_classes, data.frames, fc.clip_width, fc.feature_dim)
     fit(net, lambda _: (x_train, y_train), fc.clip_epochs, fc.clip_batch_size, fc.lr,
-        shift_clips if fc.augment else None, g, desc="features (clips)", progress=progress)  # fmt: skip
+        shift_clips if fc.augment != "none" else None, g, desc="features (clips)", progress=progress)  # fmt: skip
     summary = ClipSummary(
         test_accuracy=accuracy(net, x_test, y_test, CLIP_BATCH) if len(x_test) else float("nan"),
         train_accuracy=accuracy(net, x_train, y_train, CLIP_BATCH),

@@ -6,7 +6,7 @@ subclass it while config.py builds `train.model` from them (no import cycle).
 from __future__ import annotations
 
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -18,6 +18,8 @@ def _takes_numbers(annotation: Any) -> bool:
     if annotation in (int, float):
         return True
     origin = get_origin(annotation)
+    if origin is Annotated:  # `Annotated[int, Field(ge=1)] | Literal["auto"]`
+        return _takes_numbers(get_args(annotation)[0])
     if origin is Literal:
         return any(type(a) in (int, float) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
