@@ -168,6 +168,9 @@ def _family_name(model: Any) -> Any:
     return model if isinstance(model, str) else getattr(model, "family", DEFAULT_FAMILY)
 
 
+RECIPE_KEYS_PATHS = frozenset(f"train.{k}" for k in RECIPE_KEYS)
+
+
 def resolve_recipe(train: dict[str, Any]) -> dict[str, Any]:
     """A copy of the raw `train` mapping in which every recipe key that is `auto` or absent holds the value of
     the model family's recipe (`FamilyConfig.recipe`), or is left out (its default) where the recipe is silent."""
@@ -535,8 +538,12 @@ def _describe(err: dict[str, Any]) -> str:
     msg = msg.removeprefix("Value error, ")
     if kind == "model_type":  # "Input should be a valid dictionary or instance of TrainConfig"
         msg = "expected a section (a mapping of key: value)"
+    if kind == "literal_error" and path in RECIPE_KEYS_PATHS:  # `auto` was resolved before validation
+        msg += ", or auto (the model family's recipe)"
     if "input" in err and not isinstance(err["input"], dict) and kind != "missing":
         return f"{path}: {msg} (got {_shown(err['input'])})"
+    if msg.startswith(f"{path}."):  # a section's own check that names its key already (train.pl ...)
+        return msg
     return f"{path}: {msg}"
 
 

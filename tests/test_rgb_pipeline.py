@@ -1,0 +1,42 @@
+"""rgb/: the pipeline `make demo-rgb DATA=...` runs on a user's RGB class folders. The same stages as the image
+pipeline, run from rgb/ with its own params (checked here without training: the run itself is a benchmark,
+benchmarks/RESULTS.md)."""
+
+import subprocess
+
+import yaml
+
+from ganforge.config import load_config
+
+from .conftest import ROOT
+
+
+def stages(path):
+    return yaml.safe_load(path.read_text())["stages"]
+
+
+def test_the_rgb_pipeline_runs_the_image_pipelines_stages_from_its_own_folder():
+    image, rgb = stages(ROOT / "dvc.yaml"), stages(ROOT / "rgb" / "dvc.yaml")
+    assert list(rgb) == list(image) and all(rgb[s]["cmd"] == image[s]["cmd"] for s in image)
+    assert "data/raw" in rgb["prepare"]["deps"]  # pointing rgb/data/raw at other images re-runs the pipeline
+    for name, stage in rgb.items():
+        assert "../src/ganforge" in stage["deps"] and "../pyproject.toml" in stage["deps"], name
+        assert stage.get("params") == image[name].get("params"), name
+
+
+def test_the_rgb_params_load_and_keep_to_their_own_model_and_the_shared_library():
+    cfg = load_config(ROOT / "rgb" / "params.yaml")
+    assert (cfg.data.source, cfg.data.path, cfg.data.channels, cfg.data.resolution) == ("folder", "data/raw", 3, 32)
+    assert cfg.train.model.family == "resnet" and cfg.train.conditional and cfg.evaluate.cas
+    assert cfg.registry.model_name not in {"ganforge-digits", "ganforge-moving-digits"}
+    assert cfg.library.dir == "../library" and cfg.features.augment == "auto" and cfg.features.epochs == "auto"
+
+
+def test_make_demo_rgb_names_what_it_needs_without_starting():
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    out = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "demo-rgb", "DATA=/nonexistent/folder"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0 and "make demo-rgb: DATA=/nonexistent/folder is not a folder" in out.stderr
+    assert not (ROOT / "rgb" / "data" / "raw").is_symlink() or (ROOT / "rgb" / "data" / "raw").resolve().exists()
