@@ -32,7 +32,8 @@ demo-rgb: $(STAMP)
 	elif [ ! -d rgb/data/raw ]; then \
 	  echo "make demo-rgb: give DATA=/path/to/class/folders (one sub-folder of images per class)" >&2; exit 2; \
 	fi
-	@start=$$(date +%s) && $(BIN)/dvc repro rgb/dvc.yaml && cd rgb && $(BIN)/ganforge report --started $$start
+	@start=$$(date +%s); $(BIN)/dvc repro rgb/dvc.yaml; status=$$?; \
+	  cd rgb && $(BIN)/ganforge report --started $$start; exit $$status  # the report also when the gate said no
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

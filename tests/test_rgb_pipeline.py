@@ -40,3 +40,24 @@ def test_make_demo_rgb_names_what_it_needs_without_starting():
     )  # fmt: skip
     assert out.returncode != 0 and "make demo-rgb: DATA=/nonexistent/folder is not a folder" in out.stderr
     assert not (ROOT / "rgb" / "data" / "raw").is_symlink() or (ROOT / "rgb" / "data" / "raw").resolve().exists()
+
+
+def test_the_report_says_when_no_version_passed_the_gate(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ganforge import cli
+
+    (tmp_path / "metrics").mkdir()
+    reason = "first version, but bounds failed: cas_ratio 0.13 < min 0.3: there is no champion until a version passes"
+    registry = {"model_name": "ganforge-rgb", "version": 1, "promoted": False, "reason": reason, "champion": None}
+    protocol = {"extractor": "classifier", "n_real": 310, "n_fake": 2000}
+    scores = {"fid": 33.4, "kid_mean": 0.7, "precision": 0.6, "recall": 0.1, "class_accuracy": 0.24}
+    ev = {**scores, "cas": 0.116, "cas_real": 0.874, "cas_ratio": 0.133, "protocol": protocol, "registry": registry}
+    (tmp_path / "metrics" / "eval.json").write_text(json.dumps(ev))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert cli.main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "CAS 0.116 (13% of real data's 0.874)" in out and "champion is vNone" not in out
+    assert "no champion yet: train longer, or `ganforge registry promote 1` by hand" in out
+    assert "not built from this evaluation" in out and "report: the pipeline stopped before the library" in out

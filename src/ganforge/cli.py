@@ -183,6 +183,8 @@ def cmd_report(args: argparse.Namespace) -> str:
         acc = f", class accuracy {ev['class_accuracy']:.3f}" if "class_accuracy" in ev else ""
         if "frame_class_accuracy" in ev:  # video: the clip classifier's verdict above, the frame classifier's here
             acc += f" (clips), {ev['frame_class_accuracy']:.3f} (every frame)"
+        if "cas" in ev:
+            acc += f", CAS {ev['cas']:.3f} ({ev['cas_ratio']:.0%} of real data's {ev['cas_real']:.3f})"
         print("Quality")
         print(
             f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
@@ -191,12 +193,23 @@ def cmd_report(args: argparse.Namespace) -> str:
         if "video" in ev:
             print(f"  {_video_line(ev['video'])}")
         if "version" in reg:
+            champion = (
+                f"champion is v{reg['champion']}: mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')"
+                if reg["champion"] is not None
+                else f"no champion yet: train longer, or `ganforge registry promote {reg['version']}` by hand"
+            )
             print(
                 f"  registry: {reg['model_name']} v{reg['version']} "
-                f"{'is the new champion' if reg['promoted'] else 'stays candidate'} ({reg['reason']}); "
-                f"champion is v{reg['champion']}: mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')"
+                f"{'is the new champion' if reg['promoted'] else 'stays candidate'} ({reg['reason']}); {champion}"
             )
     lib_file = paths.metrics / "library.json"
+    stale = lib_file.exists() and eval_file.exists() and lib_file.stat().st_mtime < eval_file.stat().st_mtime
+    if eval_file.exists() and (not lib_file.exists() or stale):
+        print("Asset library")
+        print(
+            f"  not built from this evaluation{' (the one below is older)' if stale else ''}: "
+            "`ganforge library build` draws from the champion (or --model candidate, a version, checkpoint)"
+        )
     if lib_file.exists():
         lib = json.loads(lib_file.read_text())
         print("Asset library")
@@ -214,6 +227,8 @@ def cmd_report(args: argparse.Namespace) -> str:
     print("MLflow")
     print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
     took = f" in {time.time() - args.started:.0f}s" if args.started else ""
+    if eval_file.exists() and (not lib_file.exists() or stale):
+        return f"report: the pipeline stopped before the library{took}"
     return f"report: pipeline done{took}"
 
 
