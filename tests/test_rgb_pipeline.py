@@ -27,7 +27,8 @@ def test_the_rgb_pipeline_runs_the_image_pipelines_stages_from_its_own_folder():
 def test_the_rgb_params_load_and_keep_to_their_own_model_and_the_shared_library():
     cfg = load_config(ROOT / "rgb" / "params.yaml")
     assert (cfg.data.source, cfg.data.path, cfg.data.channels, cfg.data.resolution) == ("folder", "data/raw", 3, 32)
-    assert cfg.train.model.family == "resnet" and cfg.train.conditional and cfg.evaluate.cas
+    assert cfg.train.model.family == "dcgan" and cfg.train.conditional and cfg.evaluate.cas
+    assert set(cfg.registry.gate.min) == {"cas_ratio", "precision"}  # scores an RGB conditional model reports
     assert cfg.registry.model_name not in {"ganforge-digits", "ganforge-moving-digits"}
     assert cfg.library.dir == "../library" and cfg.features.augment == "auto" and cfg.features.epochs == "auto"
 
