@@ -412,8 +412,10 @@ class Config(Section):
         return out
 
 
-# What evaluate reports, by kind of model: the names a gate bound may use (tests/test_gate.py checks these
-# against the keys of a real evaluation, so the two cannot drift apart).
+# What evaluate reports, by kind of model: the names a gate bound may use (tests/test_evaluate.py and
+# tests/test_video_metrics.py check these against the keys of a real evaluation, so the two cannot drift apart).
+# Some are reported only when their inputs exist at run time (CAS: labelled data; a video's class_accuracy and
+# clip_fd: the clip classifier); a bound on one that is missing then fails, and the gate says "missing".
 DISTRIBUTION_SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage")
 CAS_SCORES = ("cas", "cas_real", "cas_ratio")
 
