@@ -45,6 +45,8 @@ def test_repo_params_are_valid_and_complete():
         ("train.augment.kind=flip", "train.augment.kind: Input should be 'none', 'diffaugment' or 'ada'"),
         ("train.augment.policy=color,zoom", "train.augment.policy.1: Input should be 'color'"),
         ("train.n_critic=0", "train.n_critic: Input should be greater than or equal to 1"),
+        ("features.epochs=0", "features.epochs: expected a whole number of epochs from 1 to 10000, or auto (got 0)"),
+        ("features.augment=true", "features.augment: Input should be 'auto', 'strong', 'shift' or 'none'"),
         ("train.model=stylegan9", f"train.model: expected a model family: one of {KNOWN} (got 'stylegan9')"),
         ("train.model.family=stylegan9", f"train.model.family: unknown family: expected one of {KNOWN} (got"),
         ("train.model=3", f"train.model: expected a model family ({KNOWN}) or a section"),

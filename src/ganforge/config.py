@@ -287,6 +287,14 @@ class FeaturesConfig(Section):
     clip_width: int = Field(16, ge=4, le=256)
     clip_batch_size: int = Field(32, ge=1)
 
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs(cls, v: Any) -> Any:
+        """One error for a wrong value, not one per arm of `int | "auto"`."""
+        if v == "auto" or isinstance(v, bool) or (isinstance(v, int) and 1 <= v <= 10000):
+            return v  # true/false: the base Section's check says "expected a number"
+        raise ValueError("expected a whole number of epochs from 1 to 10000, or auto")
+
 
 class EvaluateConfig(Section):
     """`evaluate` stage: scores of the generator against a real split, with the protocol recorded."""
