@@ -11,6 +11,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
+# Two pytest-xdist workers on two cores: each worker, and every process it starts (dvc, ganforge, prefect), gets
+# its share of the cores. Two processes with two OpenMP threads each on two cores run several times slower than two
+# with one (the threads spin-wait on each other): that alone took the suite from ~6 to ~15 minutes.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -24,6 +24,8 @@ def _config(args: argparse.Namespace):  # -> Config (imported lazily: --help sta
     overrides = list(args.set or [])
     if getattr(args, "device", None):
         overrides.append(f"train.device={args.device}")
+    if getattr(args, "nproc", None) is not None:
+        overrides.append(f"train.nproc={args.nproc}")
     return load_config(args.params, overrides)
 
 
@@ -39,10 +41,45 @@ def cmd_prepare(args: argparse.Namespace) -> str:
 def cmd_train(args: argparse.Namespace) -> str:
     cfg = _config(args)
     from ganforge.paths import Paths
-    from ganforge.training.loop import train
+    from ganforge.training import launch
 
     paths = Paths()
-    return train(cfg, paths, resume=args.resume, progress=not args.quiet).line(paths)
+    tc = cfg.train
+    if tc.nproc > 1 and not launch.under_torchrun():  # start the same command once per process, and wait
+        if tc.batch_size % (tc.nproc * tc.model.pack):
+            raise GanforgeError(
+                f"train.batch_size ({tc.batch_size}) is the global batch: it must be a multiple of train.nproc "
+                f"({tc.nproc}) x train.model.pack ({tc.model.pack})"
+            )
+        launch.launch(tc.nproc, args.argv[args.argv.index("train") + 1 :], paths.checkpoint)
+        return ""  # rank 0 printed the summary
+    return _train_rank(cfg, paths, args)
+
+
+def _train_rank(cfg: Any, paths: Any, args: argparse.Namespace) -> str:
+    """This process's part of the training (the whole of it without torchrun); only rank 0 speaks."""
+    import torch.distributed as tdist
+
+    from ganforge.training.launch import LAUNCHED
+    from ganforge.training.loop import train
+
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        summary = train(cfg, paths, resume=args.resume, progress=not args.quiet)
+    except GanforgeError as exc:
+        if rank:
+            exc.args = (f"rank {rank}: {exc}",)
+        raise
+    except RuntimeError as exc:  # a collective failed: another rank died, or stopped answering
+        if not (isinstance(exc, tdist.DistError) or any(m in str(exc) for m in ("gloo", "NCCL", "closed by peer"))):
+            raise  # a bug, with its traceback
+        if os.environ.get(LAUNCHED):  # the launcher says which rank failed, in one line
+            raise SystemExit(1) from None
+        raise GanforgeError(
+            f"train: rank {rank} lost the other ranks of the job ({one_line(str(exc))[:200]}); the last checkpoint "
+            f"({paths.checkpoint}) is intact: run the same command again to continue"
+        ) from None
+    return summary.line(paths) if rank == 0 else ""
 
 
 def cmd_features(args: argparse.Namespace) -> str:
@@ -264,6 +301,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train the GAN; checkpoints in models/, sample grids in plots/samples/")
     p.add_argument("--resume", action="store_true", help="continue from models/checkpoint.pt exactly")
     p.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (same as --set train.device=...)")
+    p.add_argument(
+        "--nproc", type=int, help="train in N processes, one per GPU, through torchrun's launcher (= train.nproc)"
+    )
     add("features", cmd_features, "train the in-domain classifier (feature space for metrics) -> models/classifier.pt")
     add("evaluate", cmd_evaluate, "score the generator (FID, KID, precision/recall, class accuracy); register it")
     p = add("registry", cmd_registry, "the MLflow model registry: list versions, promote one, roll back champion")
@@ -292,8 +332,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc N` starts itself again with these
     try:
-        print(args.func(args))
+        if out := args.func(args):
+            print(out)
     except GanforgeError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code

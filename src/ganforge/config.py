@@ -235,6 +235,10 @@ class TrainConfig(Section):
     max_rollbacks: int = Field(3, ge=0, le=1000)  # then stop
     rollback_lr_factor: float = Field(0.5, gt=0.0, le=1.0)  # both learning rates are multiplied by this
     grad_norm_limit: float = Field(1e4, ge=0.0)  # largest D or G gradient norm of a step; 0 = not checked
+    # scale out: processes (one per GPU) this host runs the training in, through torch's elastic launcher (as
+    # torchrun does); train.batch_size is the global batch, split over them. Under torchrun itself leave it at 1.
+    nproc: int = Field(1, ge=1, le=1024)
+    dist_timeout_s: int = Field(600, ge=10, le=86400)  # a rank silent this long fails the job (no hang)
 
     @field_validator("device")
     @classmethod

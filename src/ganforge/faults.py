@@ -1,5 +1,6 @@
 """Fault injection for the reliability tests (docs/RELIABILITY.md): `GANFORGE_FAULT=<point>[@<n>]` kills this
 process with SIGKILL the n-th time (default: the first) it reaches `reach(<point>)`. Unset, `reach` does nothing.
+Under torchrun, `GANFORGE_FAULT_RANK=<r>` limits it to the process of rank r (a rank that dies mid-job).
 
 Points: `prepare.shard` (a shard file written), `train.step` (an optimiser step done), `checkpoint.swap` (the
 current checkpoint moved to .prev, the new one not yet in place), `evaluate.registered` (the model version
@@ -20,6 +21,8 @@ def reach(point: str) -> None:
         return
     name, _, nth = spec.partition("@")
     if name != point:
+        return
+    if (only := os.environ.get("GANFORGE_FAULT_RANK")) is not None and os.environ.get("RANK", "0") != only:
         return
     _seen[point] = _seen.get(point, 0) + 1
     if _seen[point] == int(nth or 1):

@@ -16,8 +16,10 @@ from ganforge.training.system import System
 
 
 class Watchdog:
-    def __init__(self, tc: TrainConfig, paths: Paths, run: tracking.TrainRun, good_step: int | None) -> None:
-        self.tc, self.paths, self.run = tc, paths, run
+    def __init__(
+        self, tc: TrainConfig, paths: Paths, run: tracking.TrainRun, good_step: int | None, master: bool = True
+    ) -> None:
+        self.tc, self.paths, self.run, self.master = tc, paths, run, master  # master: the rank that writes files
         self.good_step = good_step  # the step of this run's last checkpoint on disk (None: none yet)
         self.events: list[dict[str, Any]] = []
 
@@ -60,7 +62,7 @@ class Watchdog:
     def _record(self, step: int) -> None:
         """The divergence in metrics/train.json (status diverged when it stops the run) and on the MLflow run."""
         last = self.events[-1]
-        if last["action"] == "stopped":
+        if last["action"] == "stopped" and self.master:
             record = {"status": "diverged", "step": step, "reason": last["reason"],
                       "rollbacks": len(self.events) - 1, "divergences": self.events}  # fmt: skip
             write_text_atomic(self.paths.metrics / "train.json", json.dumps(record, indent=2) + "\n")

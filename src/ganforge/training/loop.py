@@ -26,7 +26,7 @@ from ganforge.training import checkpoint, runtime
 from ganforge.training.divergence import Watchdog
 from ganforge.training.resume import to_resume
 from ganforge.training.sampler import BatchSampler
-from ganforge.training.snapshots import LossLog, fixed_inputs, sample_grid
+from ganforge.training.snapshots import LossLog, NoLog, fixed_inputs, sample_grid
 from ganforge.training.step import BASE_STATS, stat_names, train_step
 from ganforge.training.system import System
 
@@ -49,9 +49,10 @@ class TrainSummary:
 
     @classmethod
     def of(cls, s: System, tc: TrainConfig, start: int, step: int, seconds: float, last: dict[str, float],
-           run_id: str | None, resumed: str) -> TrainSummary:  # fmt: skip
+           run_id: str | None, resumed: str, dist: runtime.Dist) -> TrainSummary:  # fmt: skip
+        device = f"{dist.world} x {s.device}" if dist.ddp else str(s.device)
         return cls(steps=step, start_step=start, images_per_sec=(step - start) * tc.batch_size / max(seconds, 1e-9),
-                   seconds=seconds, **{k: last[k] for k in BASE_STATS}, device=str(s.device),
+                   seconds=seconds, **{k: last[k] for k in BASE_STATS}, device=device,
                    precision=runtime.precision_name(s.amp), run_id=run_id or None, interrupted=step < tc.steps,
                    resumed=resumed)  # fmt: skip
 
@@ -104,22 +105,42 @@ def model_spec(tc: TrainConfig, data: PreparedData) -> ModelSpec:
 
 
 def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True) -> TrainSummary:
-    """Train from params; write checkpoint, sample grids, loss CSV, metrics/train.json, MLflow run."""
+    """Train from params; write checkpoint, sample grids, loss CSV, metrics/train.json, MLflow run.
+
+    Under torchrun (WORLD_SIZE > 1) every rank runs this: each takes its shard of every global batch of
+    train.batch_size, gradients are averaged over the ranks, and rank 0 alone writes files and logs."""
+    dist = runtime.Dist.from_env(cfg.train.device, cfg.train.dist_timeout_s)
+    try:
+        return _train(cfg, paths, resume, progress, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtime.Dist) -> TrainSummary:
     tc = cfg.train
     data, images, labels = open_data(cfg, paths)
-    device = runtime.pick_device(tc.device)
+    device = dist.device(tc.device)
     amp = runtime.pick_precision(tc.precision, device)
     images, labels = runtime.place(images, labels, device)
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.seed)  # the same initial weights on every rank
     spec = model_spec(tc, data)
-    s = System(tc, spec, device, amp)
+    if dist.ddp and tc.batch_size % (dist.world * spec.pack):
+        raise GanforgeError(
+            f"train.batch_size ({tc.batch_size}) is the global batch: it must be a multiple of the {dist.world} "
+            f"processes x train.model.pack ({spec.pack})"
+        )
+    s = System(tc, spec, device, amp, dist=dist)
+    if dist.ddp:
+        torch.manual_seed(tc.seed + dist.rank)  # each rank its own noise and augmentation
+    # one stream of global batches, the same on every rank; each rank takes its shard of each
     sampler = BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
-    state, resumed = to_resume(paths, cfg, resume, device)
+    state, resumed = to_resume(paths, cfg, resume, device, writer=dist.master)
+    dist.barrier()  # rank 0 may have dropped a damaged checkpoint
     if state is not None:
         s.load_state_dict(state)
         sampler.set_state(state["rng"]["sampler"])
-        runtime.set_rng_state(state["rng"], device)
-    elif paths.samples_dir.exists():  # a fresh run: old snapshots belong to another run
+        runtime.set_rng_state(_rank_rng(state["rng"], dist, tc.seed + s.step_count), device)
+    elif paths.samples_dir.exists() and dist.master:  # a fresh run: old snapshots belong to another run
         for old in paths.samples_dir.glob("step_*.png"):
             old.unlink()
     start = step = s.step_count
@@ -127,39 +148,52 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
         raise GanforgeError(f"--resume: the checkpoint is already at step {start} >= train.steps={tc.steps}")
 
     run = tracking.start_train_run(cfg, paths.mlflow_run, resume=state is not None,
-                                   run_id=None if state is None else state.get("run_id"))  # fmt: skip
+                                   run_id=None if state is None else state.get("run_id")) if dist.master \
+        else tracking.NoRun()  # fmt: skip
     names = stat_names(s)
     fixed = fixed_inputs(spec)
-    log = LossLog(paths.train_losses, start, names)
-    watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None)
+    open_log = LossLog if dist.master else NoLog
+    log = open_log(paths.train_losses, start, names)
+    watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None, master=dist.master)
     acc, n_acc, last = torch.zeros(len(names), device=device), 0, {}
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = sampler.next()
+        if dist.ddp:  # contiguous shards keep PacGAN's same-class groups whole
+            idx = idx.view(dist.world, -1)[dist.rank]
         y = labels[idx].to(device, non_blocking=True) if spec.num_classes else None
         return s.batch(images[idx]), y
 
     def save_checkpoint(step: int) -> None:
-        checkpoint.save(paths.checkpoint, {**s.state_dict(), "spec": spec.to_dict(),
-                        "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names),
-                        "rng": runtime.rng_state(device, sampler.state()), "stats": dict(last),
-                        "run_id": run.run_id or None})  # fmt: skip
+        rngs = dist.gather(runtime.rng_state(device, sampler.state()))  # every rank's own noise stream
+        if dist.ddp and (apart := _drifted(dist.gather(s.fingerprint()))):
+            raise GanforgeError(f"train: the ranks' state differs at step {step} ({apart}; a bug: please report it)")
+        if dist.master:
+            rng = {**rngs[0], "ranks": rngs} if dist.ddp else rngs[0]
+            checkpoint.save(paths.checkpoint, {**s.state_dict(), "spec": spec.to_dict(),
+                            "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names),
+                            "rng": rng, "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
+        dist.barrier()  # no rank reads it (a rollback) before it is whole
         watchdog.good_step = step
 
     t0, status = time.perf_counter(), "FAILED"
     try:
+        show = progress and dist.master
         with runtime.StopFlag() as stop, tqdm(total=tc.steps, initial=start, desc="train", unit="step",
-                                              disable=not progress, mininterval=1.0) as bar:  # fmt: skip
+                                              disable=not show, mininterval=1.0) as bar:  # fmt: skip
             while step < tc.steps:
                 acc += train_step(s, next_batch)
+                dist.average_buffers([s.G, s.D, s.G_ema, s.objective, s.augment])
                 n_acc, step = n_acc + 1, step + 1
                 faults.reach("train.step")
                 bar.update(1)
-                end = step == tc.steps or stop.set
+                stopping = dist.any(stop.set, device)  # a signal to one rank stops every rank at the same step
+                end = step == tc.steps or stopping
                 sample_now = end or step % tc.sample_every == 0
                 checkpoint_now = end or step % tc.checkpoint_every == 0
                 if sample_now or checkpoint_now or step % tc.log_every == 0:  # nothing is written unchecked
-                    values = dict(zip(names, (acc / n_acc).tolist(), strict=True))
+                    values = dict(zip(names, dist.mean(acc / n_acc).tolist(), strict=True))
+                    dist.max(s.max_grad_norm)
                     grad_norm = s.take_grad_norm()
                     problem = watchdog.problem(values, grad_norm, s, step, n_acc)
                     acc.zero_()
@@ -167,28 +201,46 @@ def train(cfg: Config, paths: Paths, resume: bool = False, progress: bool = True
                     if problem:
                         step = bar.n = watchdog.handle(problem, s, step)  # rolled back, or raises
                         log.close()
-                        log = LossLog(paths.train_losses, step, names)
+                        log = open_log(paths.train_losses, step, names)
                         continue
                     last = values
                     log.write(step, values)
                     run.log_metrics(step, {**values, "grad_norm": grad_norm} if s.check_grads else values)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-                if sample_now:
+                if sample_now and dist.master:
                     _snapshot(s, fixed, step, paths, run)
                 if checkpoint_now:
                     save_checkpoint(step)
-                if stop.set:
+                if stopping:
                     break
-        summary = TrainSummary.of(s, tc, start, step, time.perf_counter() - t0, last, run.run_id, resumed)
+        summary = TrainSummary.of(s, tc, start, step, time.perf_counter() - t0, last, run.run_id, resumed, dist)
         if not summary.interrupted:
             run.log_metrics(step, {"images_per_sec": summary.images_per_sec, "train_seconds": summary.seconds})
         status = "KILLED" if summary.interrupted else "FINISHED"
     finally:
         log.close()
         run.finish(status)
-    if not summary.interrupted:
+    if not summary.interrupted and dist.master:
         _write_metrics(paths, summary, watchdog.events)
     return summary
+
+
+def _drifted(prints: list[dict[str, str]]) -> str:
+    """The parts of the System whose digests differ between ranks ("" when every rank holds the same)."""
+    keys = [k for k in prints[0] if len({p.get(k) for p in prints}) > 1]
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def _rank_rng(rng: dict[str, Any], dist: runtime.Dist, reseed: int) -> dict[str, Any]:
+    """This rank's RNG streams from a checkpoint: its own when the checkpoint has one per rank of a job this size;
+    a checkpoint of another world size gives each rank a fresh stream (the run goes on, not bit for bit)."""
+    ranks = rng.get("ranks")
+    if not dist.ddp and not ranks:
+        return rng
+    if ranks and len(ranks) == dist.world:
+        return {**rng, **ranks[dist.rank]}
+    gen = torch.Generator().manual_seed(reseed * 1000 + dist.rank)
+    return {**rng, "torch": gen.get_state()}
 
 
 def _snapshot(s: System, fixed: tuple[list[int], torch.Tensor | None, int], step: int, paths: Paths,

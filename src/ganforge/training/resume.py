@@ -14,7 +14,7 @@ from ganforge.training import checkpoint
 
 # Settings that may change between a checkpoint and its resume: how long and how, not what.
 RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision", "on_divergence",
-             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit"}  # fmt: skip
+             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit", "nproc", "dist_timeout_s"}  # fmt: skip
 
 
 def setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> list[str]:
@@ -61,17 +61,20 @@ def check_resumable(saved: dict[str, Any], cfg: Config) -> None:
         )
 
 
-def to_resume(paths: Paths, cfg: Config, resume: bool, device: torch.device) -> tuple[dict[str, Any] | None, str]:
+def to_resume(
+    paths: Paths, cfg: Config, resume: bool, device: torch.device, writer: bool = True
+) -> tuple[dict[str, Any] | None, str]:
     """The checkpoint state to continue from, and a note saying which and why ("" when none).
 
     `--resume`: the newest good checkpoint (the previous one when the current is damaged), or an error.
     Without it, a run that was stopped before its end (killed, Ctrl-C, a damaged file) continues by itself when
     its checkpoint was written with exactly these data and train settings and is short of train.steps; a
-    finished run, or one with other settings, is not touched: training starts from scratch."""
+    finished run, or one with other settings, is not touched: training starts from scratch. Only the `writer`
+    (rank 0 under DDP) drops a damaged file."""
     if resume:
         state, used, why = checkpoint.load_latest(paths.checkpoint, map_location=device)
         check_resumable(state["config"], cfg)
-        if why:  # the current file is damaged: drop it, or the next save would rotate it over the good one
+        if why and writer:  # the current file is damaged: drop it, or the next save would rotate it over the good one
             paths.checkpoint.unlink(missing_ok=True)
         return state, (f"resuming from {used} (step {state['step']}): {why}" if why else "")
     if not (paths.checkpoint.exists() or checkpoint.previous(paths.checkpoint).exists()):
@@ -84,6 +87,7 @@ def to_resume(paths: Paths, cfg: Config, resume: bool, device: torch.device) -> 
         return None, ""
     how = ""
     if why:
-        paths.checkpoint.unlink(missing_ok=True)
+        if writer:
+            paths.checkpoint.unlink(missing_ok=True)
         how = f"; {why}"
     return state, f"continuing the interrupted run of these settings from {used} (step {state['step']}){how}"

@@ -1,15 +1,24 @@
-"""Where and how a run executes: device, precision, RNG streams, and Ctrl-C/SIGTERM handling.
+"""Where and how a run executes: device, precision, RNG streams, the process group, Ctrl-C/SIGTERM handling.
 
-(Distributed runs add their rank and world size here.)
+Distributed runs are nanoGPT-shaped: torchrun (or `train.nproc`, which launches through torch's elastic agent)
+sets RANK, LOCAL_RANK and WORLD_SIZE; `Dist.from_env()` joins the group; `ddp = world > 1`, `master = rank == 0`;
+each rank takes its shard of every global batch; gradients are averaged over the ranks at every optimiser update;
+the objective's, augmentation's and normalisation layers' state is averaged every step, so every rank holds the
+same System (checked at every checkpoint) and rank 0 alone writes it.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as tdist
+from torch import nn
 
 from ganforge.errors import GanforgeError
 
@@ -26,6 +35,111 @@ def pick_device(pref: str) -> torch.device:
     if pref == "mps" and not torch.backends.mps.is_available():
         raise GanforgeError("train.device=mps: no MPS device is available here (use auto or cpu)")
     return torch.device(pref)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: rank, local rank (its GPU on the host) and world size."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def master(self) -> bool:
+        """Rank 0: the one process that writes files, logs to MLflow and draws the progress bar."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device_pref: str, timeout_s: int) -> Dist:
+        """Join the process group torchrun describes in the environment (nothing to join without it): NCCL
+        on CUDA, gloo on CPU; a rank that stops answering fails the others after `timeout_s`, not never."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if tdist.is_initialized():
+            return cls(rank, local, world)
+        cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())
+        if cuda:
+            torch.cuda.set_device(local)
+        tdist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        return cls(rank, local, world)
+
+    def device(self, pref: str) -> torch.device:
+        """Each rank's device: its own GPU (cuda:LOCAL_RANK) under DDP on CUDA."""
+        device = pick_device(pref)
+        if self.ddp and device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def average_grads(self, opt: torch.optim.Optimizer) -> None:
+        """Average the gradients of `opt`'s parameters over the ranks, in one all-reduce, before its step: what
+        DistributedDataParallel does in backward, done per optimiser update instead. A GAN step is several
+        phases (D main, a lazy R1 through double backward that leaves D's class head out, G main whose backward
+        runs through a D that is not being trained, G's path length): DDP's reducer expects one forward and one
+        backward over a fixed set of parameters and refuses ("Expected to have finished reduction in the prior
+        iteration"); StyleGAN3's training loop averages its gradients the same way."""
+        if not self.ddp:
+            return
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]  # the same on every rank
+        if params:
+            flat = torch.cat([p.grad.flatten() for p in params])
+            tdist.all_reduce(flat)
+            flat /= self.world
+            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+                p.grad.copy_(g.view_as(p.grad))
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` averaged over the ranks (in place); `x` itself in a single process."""
+        if self.ddp:
+            tdist.all_reduce(x)
+            x /= self.world
+        return x
+
+    def max(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ddp:
+            tdist.all_reduce(x, op=tdist.ReduceOp.MAX)
+        return x
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when it is true on one (a signal that reached one rank stops them all)."""
+        if not self.ddp:
+            return flag
+        t = torch.tensor([float(flag)], device=device)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def average_buffers(self, modules: list[nn.Module]) -> None:
+        """Floating-point buffers (BatchNorm's running statistics, LeCam's averages, ADA's r_t counts and p)
+        averaged over the ranks in one all-reduce: every rank holds the same state, and checkpoints rank 0's."""
+        bufs = [b for m in modules for b in m.buffers() if b.is_floating_point()] if self.ddp else []
+        if bufs:
+            flat = torch.cat([b.detach().flatten().float() for b in bufs])
+            tdist.all_reduce(flat)
+            flat /= self.world
+            for b, part in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
+                b.copy_(part.view_as(b))
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (a collective: every rank calls it)."""
+        if not self.ddp:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.ddp:
+            tdist.barrier()
+
+    def close(self) -> None:
+        if self.ddp and tdist.is_initialized():
+            tdist.destroy_process_group()
 
 
 def pick_precision(pref: str, device: torch.device) -> torch.dtype | None:

@@ -57,3 +57,16 @@ class LossLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class NoLog(LossLog):
+    """The CSV of a rank other than 0 under DDP: nothing is written (rank 0 writes the job's)."""
+
+    def __init__(self, path: Path, start_step: int, names: tuple[str, ...]) -> None:
+        self.path, self.names = path, names
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -9,6 +9,7 @@ by hand. RNG streams are the runtime's (see `runtime.rng_state`).
 from __future__ import annotations
 
 import copy
+import hashlib
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,6 +21,7 @@ from ganforge.errors import GanforgeError
 from ganforge.models import DOutput, ModelSpec, build
 from ganforge.training.augment import AUGMENTS
 from ganforge.training.objective import Objective
+from ganforge.training.runtime import Dist
 
 
 def make_objective(tc: TrainConfig, heads: int) -> Objective:
@@ -40,7 +42,13 @@ def make_augment(tc: TrainConfig) -> nn.Module:
 
 class System:
     def __init__(
-        self, tc: TrainConfig, spec: ModelSpec, device: torch.device, amp: torch.dtype | None, fused: bool = True
+        self,
+        tc: TrainConfig,
+        spec: ModelSpec,
+        device: torch.device,
+        amp: torch.dtype | None,
+        fused: bool = True,
+        dist: Dist = Dist(),
     ) -> None:
         self.spec = spec
         self.device = device
@@ -49,9 +57,12 @@ class System:
         nhwc = tc.channels_last and spec.kind == "image"  # clips are 5-D: 3-D convolutions keep the default layout
         self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         nets = build(spec)
+        if dist.ddp and device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is CUDA-only)
+            nets = nn.SyncBatchNorm.convert_sync_batchnorm(nets)
         self.G = nets["G"].to(device, memory_format=self.memory_format)
         self.D = nets["D"].to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.dist = dist
         self.objective = make_objective(tc, heads=getattr(self.D, "num_heads", 1)).to(device)
         self.augment = make_augment(tc).to(device)
         fused = fused and device.type in ("cuda", "cpu")  # one kernel per optimiser step, not one per tensor
@@ -113,6 +124,7 @@ class System:
         """One optimiser step on `loss` (scaled under fp16), with its gradient norm tracked."""
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.dist.average_grads(opt)  # under DDP: the mean over the ranks, as if one process saw the global batch
         self._track_grad_norm(opt)
         self.scaler.step(opt)
         self.scaler.update()  # after every step: a step may update the same optimiser twice (D main, D reg)
@@ -142,6 +154,17 @@ class System:
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
+
+    @torch.no_grad()
+    def fingerprint(self) -> dict[str, str]:
+        """A digest of each part's weights and buffers: the same on every rank of a DDP job, or they drifted apart."""
+        out = {}
+        for name, m in self.modules.items():
+            for key, t in m.state_dict().items():
+                if isinstance(t, torch.Tensor):
+                    raw = t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                    out[f"{name}.{key}"] = hashlib.sha256(raw).hexdigest()
+        return out
 
     def bad_weights(self) -> str | None:
         """The first of G, D, G_ema holding a NaN/Inf weight, or None."""
