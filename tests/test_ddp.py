@@ -66,6 +66,23 @@ def weights(paths):
     return checkpoint.load_latest(paths.checkpoint)[0]
 
 
+def test_two_processes_give_the_weights_of_one_process_with_the_same_global_batch(project):
+    """A family without BatchNorm (r3gan: RpGAN + R1 + R2), no augmentation: each rank's shard of the batch and of
+    the latents, with averaged gradients, is the step one process takes on the whole batch."""
+    r3gan = ["train.model=r3gan", "train.model.width=8", "train.model.max_channels=16", "train.model.blocks=1",
+             "train.model.group_size=4", "train.model.z_dim=8", "train.model.embed_dim=8", "train.batch_size=8",
+             "train.device=cpu", "train.precision=fp32", "tracking.enabled=false", "train.steps=3",
+             "train.r1.interval=2"]  # fmt: skip
+    one, two = project("one"), project("two")
+    for paths, n in ((one, 1), (two, 2)):
+        out = ganforge(paths.root, "train", "--nproc", str(n), "--quiet", *sets(*r3gan))
+        assert out.returncode == 0, out.stderr
+    a, b = weights(one), weights(two)
+    for net in ("G", "D"):
+        for key, value in a[net].items():
+            torch.testing.assert_close(b[net][key], value, rtol=1e-4, atol=1e-5, msg=f"{net}.{key}")
+
+
 def test_batch_that_does_not_split_fails_in_one_line(project):
     paths = project("odd")
     out = ganforge(paths.root, "train", "--nproc", "3", *sets(*TINY, "train.steps=2"))

@@ -139,7 +139,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     if state is not None:
         s.load_state_dict(state)
         sampler.set_state(state["rng"]["sampler"])
-        runtime.set_rng_state(_rank_rng(state["rng"], dist, tc.seed + s.step_count), device)
+        runtime.set_rng_state(_rank_rng(state["rng"], dist, tc.seed + s.step_count), device, s.noise_gen)
     elif paths.samples_dir.exists() and dist.master:  # a fresh run: old snapshots belong to another run
         for old in paths.samples_dir.glob("step_*.png"):
             old.unlink()
@@ -165,7 +165,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         return s.batch(images[idx]), y
 
     def save_checkpoint(step: int) -> None:
-        rngs = dist.gather(runtime.rng_state(device, sampler.state()))  # every rank's own noise stream
+        rngs = dist.gather(runtime.rng_state(device, sampler.state(), s.noise_gen))  # each rank's augmentation RNG
         if dist.ddp and (apart := _drifted(dist.gather(s.fingerprint()))):
             raise GanforgeError(f"train: the ranks' state differs at step {step} ({apart}; a bug: please report it)")
         if dist.master:

@@ -170,15 +170,17 @@ def place(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> t
     return images, labels
 
 
-def rng_state(device: torch.device, sampler_state: torch.Tensor) -> dict[str, Any]:
-    rng = {"torch": torch.get_rng_state(), "sampler": sampler_state}
+def rng_state(device: torch.device, sampler_state: torch.Tensor, noise: torch.Generator) -> dict[str, Any]:
+    rng = {"torch": torch.get_rng_state(), "sampler": sampler_state, "noise": noise.get_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng
 
 
-def set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
+def set_rng_state(rng: dict[str, Any], device: torch.device, noise: torch.Generator) -> None:
     torch.set_rng_state(rng["torch"])
+    if "noise" in rng:  # checkpoints from before the latents had their own stream go on with a fresh one
+        noise.set_state(rng["noise"])
     if device.type == "cuda" and rng.get("cuda"):
         torch.cuda.set_rng_state_all(rng["cuda"])
 

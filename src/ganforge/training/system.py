@@ -3,7 +3,8 @@
 It owns the networks (G, D), the EMA generator, the objective (with its state: LeCam's averages), the
 augmentation (ADA's p), both optimisers, the grad scaler and the step count. Saving, loading and resuming
 iterate `modules` and `optimizers`: a new stateful part is one more entry there, never one more key listed
-by hand. RNG streams are the runtime's (see `runtime.rng_state`).
+by hand. RNG streams (torch's, the latents' `noise_gen`, the batch sampler's) are the runtime's (see
+`runtime.rng_state`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class System:
         self.D = nets["D"].to(device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.dist = dist
+        self.noise_gen = torch.Generator(device).manual_seed(tc.seed)  # G's latents (augmentation: torch's own)
         self.objective = make_objective(tc, heads=getattr(self.D, "num_heads", 1)).to(device)
         self.augment = make_augment(tc).to(device)
         fused = fused and device.type in ("cuda", "cpu")  # one kernel per optimiser step, not one per tensor
@@ -111,7 +113,11 @@ class System:
         return x.contiguous(memory_format=self.memory_format)
 
     def noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.spec.latent_dim, device=self.device)
+        """Latents for this process's `n` samples: its shard of the global batch's, drawn from one stream that
+        every rank draws alike, so a job of N processes draws what one process would."""
+        world, rank = self.dist.world, self.dist.rank
+        z = torch.randn(n * world, self.spec.latent_dim, device=self.device, generator=self.noise_gen)
+        return z[rank * n : (rank + 1) * n] if world > 1 else z
 
     def judge(self, x: torch.Tensor, y: torch.Tensor | None) -> DOutput:
         """D's verdict on what it sees: x through the augmentation, then D."""
