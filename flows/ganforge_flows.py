@@ -2,7 +2,7 @@
 
 Flows (deployed by prefect.yaml at the repo root; the `ganforge` package itself never imports Prefect):
 
-- `train_pipeline(overrides, promote)`: the pipeline up to `evaluate` as one DVC experiment
+- `train_pipeline(overrides, promote, nproc)`: the pipeline up to `evaluate` as one DVC experiment (`nproc` GPUs)
   (`dvc exp run --temp -n <name> -S key=value ... evaluate`, with this interpreter first on PATH), then the
   experiment's metrics and the registry's decision; retried on failures, never on bad params.
 - `sweep(grid, max_parallel, samples)`: DVC experiments queued over a grid (or a random sample of it), run by
@@ -225,9 +225,14 @@ def _scores_table(rows: list[dict[str, Any]]) -> str:
 
 
 @flow(name="train-pipeline", timeout_seconds=RUN_TIMEOUT_S, log_prints=True)
-def train_pipeline(overrides: dict[str, Any] | None = None, promote: bool = True) -> dict[str, Any]:
-    """Run the pipeline (prepare .. evaluate) as a DVC experiment with these param overrides."""
+def train_pipeline(
+    overrides: dict[str, Any] | None = None, promote: bool = True, nproc: int | None = None
+) -> dict[str, Any]:
+    """Run the pipeline (prepare .. evaluate) as a DVC experiment with these param overrides; `nproc`: GPUs (train
+    processes) of the run on the worker's host (train.nproc; None keeps params.yaml's)."""
     project = project_dir()
+    if nproc is not None:
+        overrides = {**(overrides or {}), "train.nproc": nproc}
     items = check_overrides(project, overrides)  # bad params: fail here, before any work, without retries
     if not promote:
         items.append("registry.promote=false")

@@ -185,10 +185,49 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def write_video(path: Path, codec: str, pix_fmt: str, shade: int, n: int = 20, fps: int = 25) -> None:
+    """n frames of `codec` in the container of `path`'s suffix (`format`d where FFmpeg does not guess it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".ogv": "ogg", ".mpg": "mpeg"}.get(path.suffix)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, pix_fmt
+        for i in range(n):
+            frame = np.full((32, 48, 3), (shade + 5 * i) % 256, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def test_every_container_pyav_decodes_is_kept_whatever_its_name(tmp_path: Path) -> None:
+    """AVI, MOV, MKV, MP4, MPEG-1 (.mpg), VP8 in Ogg (.ogv: PyAV cannot encode Theora), WebM, GIF and a video
+    with no extension at all are clips; a still image and a text file are reported with PyAV's reason."""
+    root = tmp_path / "mixed"
+    files = {"a/clip.avi": ("mpeg4", "yuv420p"), "a/clip.mov": ("libx264", "yuv420p"),
+             "a/clip.mkv": ("ffv1", "yuv420p"), "a/clip.mp4": ("libx264", "yuv420p"),
+             "b/clip.mpg": ("mpeg1video", "yuv420p"), "b/clip.ogv": ("libvpx", "yuv420p"),
+             "b/clip.webm": ("libvpx", "yuv420p")}  # fmt: skip
+    for k, (name, (codec, pix)) in enumerate(files.items()):
+        write_video(root / name, codec, pix, shade=20 * k)
+    write_gif(root / "b" / "clip.gif", 20)
+    shutil.copy(root / "a" / "clip.mkv", root / "a" / "no-extension")
+    (root / "a" / "clip.mkv").write_bytes(b"")  # the copy keeps its content; this one is now empty
+    Image.new("RGB", (48, 32), (9, 9, 9)).save(root / "b" / "cover.jpg")
+    (root / "b" / "notes.md").write_text("not a video\n")
+    summary, out = _run(tmp_path, source="video_folder", path=str(root), frames=8, clips_per_video=1)
+    m = _manifest(out)
+    kept = sorted(m[m.status == "kept"].index)
+    assert kept == ["a/clip.avi", "a/clip.mov", "a/clip.mp4", "a/no-extension", "b/clip.gif", "b/clip.mpg",
+                    "b/clip.ogv", "b/clip.webm"], m[["status", "reason"]]  # fmt: skip
+    assert m.loc["b/cover.jpg", "reason"].startswith("not a video (a still image")
+    assert m.loc["b/notes.md", "reason"] == "not a video (text)"
+    assert m.loc["a/clip.mkv", "reason"] == "zero-byte file"
+    assert summary.kept == 8 and summary.clips == 8
+
+
 def test_video_folder_good_and_bad_files(videos: Path, tmp_path: Path) -> None:
     summary, out = _run(tmp_path, source="video_folder", path=str(videos), frames=8, clips_per_video=3)
-    reasons = {"duplicate": 1, "not a video": 1, "outside any class folder": 1, "too short": 1, "truncated": 2}
-    reasons |= {"no video stream": 1, "unsupported extension": 1, "zero-byte": 1}
+    reasons = {"duplicate": 1, "not a video": 2, "outside any class folder": 1, "too short": 1, "truncated": 2}
+    reasons |= {"no video stream": 1, "zero-byte": 1}  # readme.txt: PyAV's verdict, not its name's
     assert summary.skipped_by_reason == reasons
     assert (summary.files_seen, summary.kept, summary.skipped, summary.clips) == (11, 2, 9, 6)
     assert "6 clips from 2 kept, 9 skipped" in summary.line() and "2 classes, clips 8x32x32x1" in summary.line()
@@ -199,7 +238,7 @@ def test_video_folder_good_and_bad_files(videos: Path, tmp_path: Path) -> None:
         m.loc["dogs/notes.mp4", "reason"] == "not a video (text)"
         and m.loc["dogs/empty.webm", "reason"] == "zero-byte file"
     )
-    assert m.loc["dogs/readme.txt", "reason"] == "unsupported extension"
+    assert m.loc["dogs/readme.txt", "reason"] == "not a video (text)"
     assert m.loc["dogs/bark.mp4", "reason"] == "no video stream"
     assert m.loc["dogs/walk-again.mov", "reason"] == "duplicate of cats/walk.mp4"
     assert m.loc["dogs/blink.gif", "reason"] == "too short: 5 frames after clip_fps/clip_stride, need 8"
@@ -312,7 +351,8 @@ def test_flat_folder_is_unlabelled_and_no_usable_video(videos: Path, tmp_path: P
 
     bad = tmp_path / "bad"
     shutil.copytree(videos / "dogs", bad, ignore=shutil.ignore_patterns("run.gif", "walk-again.mov"))
-    with pytest.raises(GanforgeError, match=r"bad: no usable video among 7 samples \(1 no video stream, 1 not a vid"):
+    why = r"bad: no usable video among 7 samples \(1 no video stream, 2 not a video, 1 too short"
+    with pytest.raises(GanforgeError, match=why):
         _run(tmp_path, "nothing", source="video_folder", path=str(bad), frames=8)
     assert not (tmp_path / "nothing").exists()
 

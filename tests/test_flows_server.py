@@ -158,7 +158,6 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
     # 2. the pool, the GPU slot and the deployment, as an operator does it (README "Operate (Prefect)")
     env.update(
         PREFECT_API_URL=api,
-        GANFORGE_PROJECT=str(repo),  # the pull step's directory, resolved by `prefect deploy`
         MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}",
         PREFECT_WORKER_QUERY_SECONDS="1",
         GANFORGE_RETRIES="0",  # a failure shows at once in the logs below instead of after retries
@@ -174,6 +173,12 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
     # 3. the worker polls while the deployment is created
     worker_log = tmp / "worker.log"
     worker = procs.start([*PREFECT, "worker", "start", "--pool", "gpu", "--limit", "1"], repo, env, worker_log)
+    # no GANFORGE_PROJECT: the deploy-time build step finds the project where `prefect deploy` runs; a wrong one
+    # is refused then, not when a run starts
+    one = [*PREFECT, "--no-prompt", "deploy", "--name", "train-pipeline/on-demand"]
+    wrong = subprocess.run(one, cwd=repo, env={**env, "GANFORGE_PROJECT": str(tmp)}, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert wrong.returncode != 0 and f"GANFORGE_PROJECT={tmp} holds no dvc.yaml" in wrong.stdout + wrong.stderr
     deployed = run([*PREFECT, "--no-prompt", "deploy", "--all"], repo, env, timeout=120)
     for name in ("train-pipeline/nightly", "train-pipeline/on-demand", "sweep/default", "build-library/default"):
         assert name in deployed, deployed
@@ -231,7 +236,7 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
         )
 
     # 5. the links: flow run tags -> DVC experiment -> MLflow run -> back to the flow run
-    assert flow_run.parameters == {"overrides": {"train.steps": 4}, "promote": True}
+    assert flow_run.parameters == {"overrides": {"train.steps": 4}, "promote": True, "nproc": None}
     tags = dict(t.split(":", 1) for t in flow_run.tags if ":" in t)
     name, run_id = tags.get("dvc-exp"), tags.get("mlflow-run")
     assert name and run_id, flow_run.tags

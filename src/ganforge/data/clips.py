@@ -182,6 +182,8 @@ def _describe(container: Any, row: dict[str, Any]) -> _Stream:
         raise Skipped("corrupt", "corrupt: no stream found")
     if not container.streams.video:
         raise Skipped("no video stream", "no video stream")
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):  # a JPEG, PNG, ... file
+        raise Skipped("not a video", f"not a video (a still image: {container.format.name})")
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else FALLBACK_FPS

@@ -34,8 +34,6 @@ from ganforge.errors import GanforgeError
 
 OUTSIDE_CLASS = "outside any class folder"
 TORCHVISION_ROOT = "data/raw/torchvision"
-VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif"})
-UNSUPPORTED_EXTENSION = "unsupported extension"
 OUTSIDE_ROOT = "symlink outside data.path"
 SYMLINK_LOOP = "symlink loop"
 BROKEN_LINK = "broken symlink"
@@ -294,13 +292,11 @@ def folder(cfg: DataConfig) -> Source:
     return Source(f"folder:{cfg.path}", classes, items)
 
 
-def _video_extension(file: Path) -> str | None:
-    return None if file.suffix.lower() in VIDEO_EXTENSIONS else UNSUPPORTED_EXTENSION
-
-
 def video_folder(cfg: DataConfig) -> Source:
-    """A directory of videos (.mp4 .webm .avi .mov .mkv .gif), laid out like `folder`; other files are reported."""
-    classes, items = _class_folder(cfg, _video_extension)
+    """A directory of videos, laid out like `folder`. Whether a file is a video is for its content to say, not its
+    name: every file goes to PyAV (any container FFmpeg decodes: MP4, MOV, MKV, WebM, AVI, MPEG, Ogg, GIF, ...),
+    and what it cannot decode as a moving picture is reported with the reason."""
+    classes, items = _class_folder(cfg, lambda _: None)
     return Source(f"video_folder:{cfg.path}", classes, items)
 
 
