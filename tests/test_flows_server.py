@@ -258,7 +258,10 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
     assert mlflow_run.data.params["train.steps"] == "4"
 
     assert len(artifacts) == 1 and artifacts[0].type == "markdown", artifacts
-    assert name in artifacts[0].data and run_id in artifacts[0].data
+    art = artifacts[0].data
+    assert name in art and run_id in art and "| fid |" in art and "champion" in art
+    assert f"get-artifact?path=samples/step_000004.png&run_uuid={run_id}" in art  # the sample grid
+    assert f"#/experiments/{mlflow_run.info.experiment_id}/runs/{run_id})" in art  # the MLflow UI link
 
     # the nightly deployment carries its cron schedule
     schedules = run([*PREFECT, "deployment", "schedule", "ls", "train-pipeline/nightly"], repo, env, timeout=60)

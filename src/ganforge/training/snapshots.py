@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import torch
-from torchvision.io import encode_png
+from PIL import Image
 
 from ganforge.models import ModelSpec
 from ganforge.paths import atomic_path
@@ -17,8 +17,9 @@ from ganforge.training.system import System
 def sample_grid(gan: System, seeds: list[int], y: torch.Tensor | None, cols: int, out: Path) -> None:
     """G_ema's samples of `seeds` (never augmented) as one PNG: the Sampler's grid (clips: one per row)."""
     grid = Sampler(gan.G_ema, batch_size=len(seeds)).grid(seeds, y, cols)
+    pixels = grid.permute(1, 2, 0).numpy()  # PIL, not torchvision.io: importing torchvision costs a train ~3 s
     with atomic_path(out) as tmp:
-        tmp.write_bytes(encode_png(grid).numpy().tobytes())
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG")
 
 
 def fixed_inputs(spec: ModelSpec) -> tuple[list[int], torch.Tensor | None, int]:
