@@ -238,6 +238,9 @@ class TrainConfig(Section):
     # scale out: processes (one per GPU) this host runs the training in, through torch's elastic launcher (as
     # torchrun does); train.batch_size is the global batch, split over them. Under torchrun itself leave it at 1.
     nproc: int = Field(1, ge=1, le=1024)
+    # a train split larger than this (GiB, uint8) is read from its shards batch by batch instead of loaded whole
+    # (the same batches either way); 0 = always read from the shards
+    load_limit_gb: float = Field(4.0, ge=0.0)
     dist_timeout_s: int = Field(600, ge=10, le=86400)  # a rank silent this long fails the job (no hang)
 
     @field_validator("device")

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ganforge import faults, tracking
 from ganforge.config import Config, TrainConfig
-from ganforge.data.dataset import KINDS, PreparedData
+from ganforge.data.dataset import KINDS, PreparedData, ShardReader
 from ganforge.errors import GanforgeError
 from ganforge.models import KINDS as MODEL_KINDS
 from ganforge.models import ModelSpec
@@ -69,8 +69,9 @@ class TrainSummary:
         )
 
 
-def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor, torch.Tensor]:
-    """The prepared train split, checked against what the model trains on."""
+def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor | ShardReader, torch.Tensor]:
+    """The prepared train split, checked against what the model trains on: in memory, or (over
+    train.load_limit_gb) a reader of its shards."""
     tc = cfg.train
     data = PreparedData.open(paths.prepared, kinds=KINDS)
     kind = tc.model.kind
@@ -87,7 +88,11 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor, to
             "(use one sub-folder per class, or set train.conditional=false and drop class_accuracy from "
             "registry.gate.min)"
         )
-    images, labels = data.load("train")
+    if data.nbytes("train") > tc.load_limit_gb * 2**30:  # read from the shards batch by batch: memory stays flat
+        pin = tc.device != "cpu" and torch.cuda.is_available()
+        images, labels = data.reader("train", pin=pin), data.labels("train")
+    else:
+        images, labels = data.load("train")
     if len(images) == 0:
         raise GanforgeError(f"{paths.prepared}: the train split is empty (lower data.test_fraction)")
     return data, images, labels

@@ -14,7 +14,8 @@ from ganforge.training import checkpoint
 
 # Settings that may change between a checkpoint and its resume: how long and how, not what.
 RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision", "on_divergence",
-             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit", "nproc", "dist_timeout_s"}  # fmt: skip
+             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit", "nproc", "dist_timeout_s",
+             "load_limit_gb"}  # fmt: skip
 
 
 def setting_diffs(saved: dict[str, Any], cfg: Config, resumable: set[str]) -> list[str]:

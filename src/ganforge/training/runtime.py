@@ -161,11 +161,12 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def place(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Small sets live on the GPU (no host-to-device copy per step); elsewhere the data stays where it is."""
+def place(images: Any, labels: torch.Tensor, device: torch.device) -> tuple[Any, torch.Tensor]:
+    """Small sets live on the GPU (no host-to-device copy per step); elsewhere the data stays where it is (a set
+    read from its shards stays there)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if images.nbytes <= 2**31:
+        if isinstance(images, torch.Tensor) and images.nbytes <= 2**31:
             return images.to(device), labels.to(device)
     return images, labels
 
