@@ -132,10 +132,10 @@ def test_two_hosts_on_loopback_meet_through_c10d_rendezvous(project):
     paths = project("hosts")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "GANFORGE_"))}
-    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MLFLOW_TRACKING_URI=f"sqlite:///{paths.root / 'mlflow.db'}")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "job1"]  # fmt: skip
-    cmd = [*torchrun, "-m", "ganforge", "train", *sets(*TINY, "train.steps=4")]
+    cmd = [*torchrun, "-m", "ganforge", "train", *sets(*TINY, "train.steps=4", "tracking.enabled=true")]
     hosts = [subprocess.Popen(cmd, cwd=paths.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]  # fmt: skip
     outs = [h.communicate(timeout=240) for h in hosts]
@@ -143,3 +143,8 @@ def test_two_hosts_on_loopback_meet_through_c10d_rendezvous(project):
     summaries = [ln for out, _ in outs for ln in out.splitlines() if ln.startswith("train: trained")]
     assert len(summaries) == 1 and "2 x cpu" in summaries[0]
     assert weights(paths)["step"] == 4
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])  # rank 0's, alone
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [2, 4]
