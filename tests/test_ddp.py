@@ -99,7 +99,7 @@ def test_a_killed_rank_fails_the_job_and_the_same_command_resumes_bit_exact(proj
     assert len(lines) == 1 and "2 x cpu" in lines[0], out.stdout  # one summary, from rank 0
     state = weights(whole)
     assert state["step"] == 8 and len(state["rng"]["ranks"]) == 2
-    assert not torch.equal(state["rng"]["ranks"][0]["torch"], state["rng"]["ranks"][1]["torch"])  # own noise
+    assert not torch.equal(state["rng"]["ranks"][0]["torch"], state["rng"]["ranks"][1]["torch"])  # own augmentation RNG
     assert "p" in state["augment"]  # ADA's p and every weight are the same on both ranks: checked at every save
     assert sorted(p.name for p in whole.samples_dir.iterdir()) == ["step_000004.png", "step_000008.png"]
     assert whole.train_losses.read_text().count("\n") == 5  # one CSV (rank 0's): header + steps 2, 4, 6, 8

@@ -136,7 +136,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         )
     s = System(tc, spec, device, amp, dist=dist)
     if dist.ddp:
-        torch.manual_seed(tc.seed + dist.rank)  # each rank its own noise and augmentation
+        torch.manual_seed(tc.seed + dist.rank)  # each rank its own augmentation (the latents: noise_gen, shared)
     # one stream of global batches, the same on every rank; each rank takes its shard of each
     sampler = BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
     state, resumed = to_resume(paths, cfg, resume, device, writer=dist.master)
