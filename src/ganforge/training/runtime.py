@@ -84,21 +84,23 @@ class Dist:
         runs through a D that is not being trained, G's path length): DDP's reducer expects one forward and one
         backward over a fixed set of parameters and refuses ("Expected to have finished reduction in the prior
         iteration"); StyleGAN3's training loop averages its gradients the same way."""
-        if not self.ddp:
+        if self.ddp:  # the parameters with a gradient are the same on every rank: they ran the same phases
+            self._average([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None])
+
+    def _average(self, tensors: list[torch.Tensor]) -> None:
+        """Each of `tensors` replaced by its mean over the ranks, all in one all-reduce of their concatenation."""
+        if not tensors:
             return
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]  # the same on every rank
-        if params:
-            flat = torch.cat([p.grad.flatten() for p in params])
-            tdist.all_reduce(flat)
-            flat /= self.world
-            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-                p.grad.copy_(g.view_as(p.grad))
+        flat = torch.cat([t.detach().flatten().float() for t in tensors])
+        tdist.all_reduce(flat)
+        flat /= self.world
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+            t.copy_(part.view_as(t))
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         """`x` averaged over the ranks (in place); `x` itself in a single process."""
         if self.ddp:
-            tdist.all_reduce(x)
-            x /= self.world
+            self._average([x])
         return x
 
     def max(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,13 +119,8 @@ class Dist:
     def average_buffers(self, modules: list[nn.Module]) -> None:
         """Floating-point buffers (BatchNorm's running statistics, LeCam's averages, ADA's r_t counts and p)
         averaged over the ranks in one all-reduce: every rank holds the same state, and checkpoints rank 0's."""
-        bufs = [b for m in modules for b in m.buffers() if b.is_floating_point()] if self.ddp else []
-        if bufs:
-            flat = torch.cat([b.detach().flatten().float() for b in bufs])
-            tdist.all_reduce(flat)
-            flat /= self.world
-            for b, part in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
-                b.copy_(part.view_as(b))
+        if self.ddp:
+            self._average([b for m in modules for b in m.buffers() if b.is_floating_point()])
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (a collective: every rank calls it)."""
