@@ -88,6 +88,12 @@ def test_batch_that_does_not_split_fails_in_one_line(project):
     out = ganforge(paths.root, "train", "--nproc", "3", *sets(*TINY, "train.steps=2"))
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "train.batch_size (16) is the global batch" in out.stderr and not paths.checkpoint.exists()
+    # no prepared data: one line from the launcher, before any rank starts (not one per rank)
+    empty = paths.root.parent / "empty"
+    empty.mkdir()
+    out = ganforge(empty, "train", "--nproc", "2", *sets(*TINY, "train.steps=2"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "not found; run `ganforge prepare` first" in out.stderr
 
 
 def test_a_killed_rank_fails_the_job_and_the_same_command_resumes_bit_exact(project):

@@ -46,6 +46,9 @@ def cmd_train(args: argparse.Namespace) -> str:
     paths = Paths()
     tc = cfg.train
     if tc.nproc > 1 and not launch.under_torchrun():  # start the same command once per process, and wait
+        from ganforge.data.dataset import KINDS, PreparedData
+
+        PreparedData.open(paths.prepared, kinds=KINDS)  # no data: one line here, not one per rank
         if tc.batch_size % (tc.nproc * tc.model.pack):
             raise GanforgeError(
                 f"train.batch_size ({tc.batch_size}) is the global batch: it must be a multiple of train.nproc "

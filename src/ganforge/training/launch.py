@@ -48,14 +48,16 @@ def launch(nproc: int, argv: list[str], checkpoint: Path) -> None:
         elastic_launch(config, entrypoint=sys.executable)("-m", "ganforge", "train", *argv)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        if failure.exitcode < 0:
-            how = f"was killed by {failure.signal_name()}"
-        else:
-            how = f"exited with code {failure.exitcode}" + (" (its error is above)" if failure.exitcode <= 3 else "")
-        kept = f"the last checkpoint ({checkpoint}) is intact" if checkpoint.exists() else "no checkpoint was written"
+        if failure.exitcode < 0:  # killed: nothing of its own to say; running the command again resumes
+            kept = f"the last checkpoint ({checkpoint}) is intact" if checkpoint.exists() else "no checkpoint yet"
+            raise GanforgeError(
+                f"train: rank {rank} of {nproc} was killed by {failure.signal_name()}; the other ranks were stopped; "
+                f"{kept}: run the same command again to continue"
+            ) from None
         raise GanforgeError(
-            f"train: rank {rank} of {nproc} {how}; the other ranks were stopped; {kept}: run the same command "
-            "again to continue",
+            f"train: rank {rank} of {nproc} exited with code {failure.exitcode}"
+            + (" (its error is above)" if failure.exitcode <= 3 else "")
+            + "; the other ranks were stopped"
         ) from None
     finally:
         os.environ.pop(LAUNCHED, None)
