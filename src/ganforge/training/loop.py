@@ -192,7 +192,9 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
                 n_acc, step = n_acc + 1, step + 1
                 faults.reach("train.step")
                 bar.update(1)
-                stopping = dist.any(stop.set, device)  # a signal to one rank stops every rank at the same step
+                # a signal to one rank stops every rank at the same step; under DDP they agree at log points (one
+                # host sync there, not in every step)
+                stopping = dist.any(stop.set, device) if not dist.ddp or step % tc.log_every == 0 else False
                 end = step == tc.steps or stopping
                 sample_now = end or step % tc.sample_every == 0
                 checkpoint_now = end or step % tc.checkpoint_every == 0
