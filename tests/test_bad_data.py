@@ -379,6 +379,50 @@ def test_slow_files_are_skipped_after_the_time_limit(
     assert summary.skipped_by_reason == {"timeout": 2}
 
 
+def test_a_file_that_crashes_its_decoder_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that segfaults on one file (a libjpeg bug, a hostile file) takes only that file with it: its
+    worker process dies, the row says so, a new process decodes the rest."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(6):
+        _noise((16, 16), 30 + i).save(flat / f"{i}.png")
+    real_open = prep._open
+
+    def crashing_open(item, raw, meta, resolution):
+        if item.path == "2.png":
+            os.kill(os.getpid(), 11)
+        return real_open(item, raw, meta, resolution)
+
+    monkeypatch.setattr(prep, "_open", crashing_open)
+    summary = prepare(DataConfig(source="folder", path=str(flat), workers=2), tmp_path / "out", tmp_path / "m", False)
+    m = _manifest(tmp_path / "out")
+    assert set(m.index[m.status == "kept"]) == {"0.png", "1.png", "3.png", "4.png", "5.png"}
+    assert m.loc["2.png", "reason"] == "corrupt: the decoder crashed (SIGSEGV)"
+    assert summary.skipped_by_reason == {"corrupt": 1}
+
+
+def test_the_output_does_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    """Files are decoded in parallel and written in order: 1 and 3 workers give the same shards and manifest,
+    duplicates, a broken file and all."""
+    root = tmp_path / "classes"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(9):
+            _noise((20 + i, 18), 100 * ord(c) + i).save(root / c / f"{i}.png")
+    shutil.copy(root / "a" / "3.png", root / "b" / "copy.png")
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    outs = []
+    for n in (1, 3):
+        out = tmp_path / f"out{n}"
+        prepare(DataConfig(source="folder", path=str(root), channels=3, workers=n), out, tmp_path / "m", False)
+        outs.append(out)
+    pd.testing.assert_frame_equal(_manifest(outs[0]), _manifest(outs[1]))
+    one, three = (PreparedData.open(o) for o in outs)
+    for split in ("train", "test"):
+        assert np.array_equal(one.load(split)[0].numpy(), three.load(split)[0].numpy())
+    assert _manifest(outs[0]).status.value_counts().to_dict() == {"kept": 18, "skipped": 2}
+
+
 def test_slow_video_is_skipped_after_the_time_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:

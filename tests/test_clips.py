@@ -310,24 +310,29 @@ def test_stated_length_wrong_or_missing(videos: Path, tmp_path: Path, monkeypatc
     base = {"source": "video_folder", "path": str(cats), "frames": 8, "clips_per_video": 3, "test_fraction": 0.0}
     _, out = _run(tmp_path, "truth", **base)
     truth, _ = PreparedData.open(out, kinds=KINDS).load("train")
-    passes = []
+    log = tmp_path / "passes.jsonl"  # files are decoded in worker processes: they write down their passes
     real_decode = clips._decode
 
     def counting(*args: object) -> object:
-        passes.append(args[-1])
+        with log.open("a") as f:
+            f.write(json.dumps(args[-1]) + "\n")
         return real_decode(*args)
+
+    def passes() -> list[object]:
+        found = [json.loads(line) for line in log.read_text().splitlines()]
+        log.unlink()
+        return found
 
     monkeypatch.setattr(clips, "_decode", counting)
     monkeypatch.setattr(clips, "_estimate", lambda info, cfg: 1000)  # the container overstates its length
     _, out = _run(tmp_path, "overstated", **base)
     assert torch.equal(PreparedData.open(out, kinds=KINDS).load("train")[0], truth)
-    assert passes == [None, [3, 16, 29]]  # a second pass with the true length
+    assert passes() == [None, [3, 16, 29]]  # a second pass with the true length
 
-    passes.clear()
     monkeypatch.setattr(clips, "_estimate", lambda info, cfg: None)  # no stated length: clips from the start
     _, out = _run(tmp_path, "unknown", **base)
     x, _ = PreparedData.open(out, kinds=KINDS).load("train")
-    assert passes == [None] and np.allclose(_levels(x[1]), [level(i) for i in range(8, 16)], atol=2)
+    assert passes() == [None] and np.allclose(_levels(x[1]), [level(i) for i in range(8, 16)], atol=2)
 
 
 def test_plan_starts() -> None:

@@ -79,6 +79,7 @@ class DataConfig(Section):
     num_images: int = Field(30_000, ge=1, le=10_000_000)  # stacked_digits: images generated (train + test)
     seed: int = Field(0, ge=0, lt=2**63)  # moving_digits, stacked_digits
     file_timeout_s: float = Field(30.0, gt=0.0, le=86400.0)  # folder sources: a file taking longer is skipped
+    workers: int = Field(0, ge=0, le=256)  # folder sources: decoding processes; 0: one per core
 
     @field_validator("resolution")
     @classmethod

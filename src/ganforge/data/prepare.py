@@ -21,12 +21,13 @@ resized to `data.resolution` with `data.resize_filter`. An EXIF block that canno
 pixels are kept as stored). Animated images give their first frame.
 
 Bad files are reported, never fatal: each manifest row says why a file was skipped (see `sources` for what
-is never opened: links out of `data.path`, FIFOs, sockets...). Files are read and decoded in a worker thread,
-a few ahead, and `prepare` waits at most `data.file_timeout_s` seconds for each: a file that takes longer is
-skipped ("took longer than N s") and its worker abandoned (Python cannot stop a thread: it ends on its own,
-its result dropped; a new worker takes the next files). This works whichever thread runs `prepare` (a signal
-alarm would only work in the main one). In-memory and generated samples (digits, torchvision, moving_digits)
-are processed inline.
+is never opened: links out of `data.path`, FIFOs, sockets...). Files are read and decoded in a pool of
+`data.workers` processes (default: one per core), a few files per worker ahead, and `prepare` waits at most
+`data.file_timeout_s` seconds for each: a file that takes longer is skipped ("took longer than N s") and its
+process killed; a file whose decoder crashes its process is skipped ("corrupt: the decoder crashed
+(SIGSEGV)"). A new process takes the next files; the output does not depend on the number of workers. This
+works whichever thread runs `prepare` (a signal alarm would only work in the main one). In-memory and
+generated samples (digits, torchvision, moving_digits) are processed inline.
 """
 
 from __future__ import annotations
@@ -36,18 +37,19 @@ import glob
 import hashlib
 import io
 import json
+import multiprocessing
 import os
-import queue
 import re
 import shutil
+import signal
 import sys
-import threading
 import time
 import uuid
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -232,52 +234,115 @@ def _process_image(item: Item, cfg: DataConfig, seen: dict[str, str]) -> tuple[d
     return row, [] if image is None else [image]
 
 
-class _Worker:
-    """A daemon thread calling `fn` on the jobs sent to it, in order; `answer` waits for one at most `seconds`.
+class _Crashed:
+    """What a worker process that died in the middle of a file left: its exit code (negative: the signal)."""
 
-    Python cannot stop a thread (nor a decoder stuck in C code): a worker that overruns is abandoned (`stop`),
-    finishes its call on its own and takes no further job; its answer goes nowhere."""
+    def __init__(self, exitcode: int | None) -> None:
+        self.exitcode = exitcode
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        self.jobs: queue.SimpleQueue[tuple[int, tuple[Any, ...]] | None] = queue.SimpleQueue()
-        self.results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        self.begun: tuple[int, float] | None = None  # (job, monotonic time) of the call under way
-        self.stopped = False
-        threading.Thread(target=self._serve, name="prepare-worker", daemon=True).start()
+    def reason(self) -> str:
+        code = self.exitcode
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                return f"corrupt: the decoder crashed ({signal.Signals(-code).name})"
+        return f"corrupt: the decoder crashed (exit code {code})"
 
-    def _serve(self) -> None:
-        while not self.stopped and (job := self.jobs.get()) is not None:
-            seq, args = job
-            self.begun = (seq, time.monotonic())
-            try:
-                self.results.put((True, self.fn(*args)))
-            except BaseException as exc:  # handed to the caller, who raises it
-                self.results.put((False, exc))
 
-    def send(self, seq: int, *args: Any) -> None:
-        self.jobs.put((seq, args))
+def _serve(conn: Connection, fn: Callable[..., Any], cfg: DataConfig) -> None:
+    """A worker process: `fn(item, cfg, {})` for each (seq, item) received, answered (seq, ok, value)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if job is None:
+            return
+        seq, item = job
+        try:
+            answer: tuple[int, bool, Any] = (seq, True, fn(item, cfg, {}))
+        except BaseException as exc:  # a bug, not a bad file: the parent raises it
+            answer = (seq, False, exc)
+        try:
+            conn.send(answer)
+        except Exception:  # an exception that cannot be pickled
+            conn.send((seq, False, RuntimeError(f"{type(answer[2]).__name__}: {answer[2]}")))
 
-    def answer(self, seq: int, seconds: float) -> Any:
-        """The result of job `seq` (the oldest unanswered: jobs run in order); TimeoutError when its call has
-        run `seconds`; its exception, raised again."""
-        while True:
-            begun = self.begun
-            wait = begun[1] + seconds - time.monotonic() if begun and begun[0] == seq else seconds
-            try:
-                ok, value = self.results.get(timeout=max(wait, 0.0))
-            except queue.Empty:
-                begun = self.begun
-                if begun and begun[0] == seq and time.monotonic() - begun[1] >= seconds:
-                    raise TimeoutError from None
-                continue  # not begun when we looked: it does right after its previous call
-            if not ok:
-                raise value
-            return value
 
-    def stop(self) -> None:
-        self.stopped = True
-        self.jobs.put(None)
+class _Pool:
+    """Up to `size` forked worker processes, each decoding one file at a time (as a DataLoader forks its workers:
+    the parent's modules and patches come along, nothing is imported again).
+
+    A file that takes longer than `seconds` has its process killed (a process, unlike a thread, can be stopped
+    even inside a decoder's C code); a process that dies on a file (a decoder crash) takes only that file with
+    it. Either way a new process takes the next files."""
+
+    def __init__(self, fn: Callable[..., Any], cfg: DataConfig, size: int) -> None:
+        self.fn, self.cfg, self.size = fn, cfg, size
+        self.idle: list[tuple[Any, Connection]] = []
+        self.busy: dict[Connection, tuple[Any, int, float]] = {}  # conn -> (process, seq, monotonic start)
+        self.ctx = multiprocessing.get_context("fork")
+
+    def free(self) -> bool:
+        return bool(self.idle) or len(self.busy) < self.size
+
+    def send(self, seq: int, item: Item) -> None:
+        if self.idle:
+            proc, conn = self.idle.pop()
+        else:
+            conn, child = self.ctx.Pipe()
+            proc = self.ctx.Process(target=_serve, args=(child, self.fn, self.cfg), daemon=True, name="prepare")
+            proc.start()
+            child.close()
+        conn.send((seq, item))
+        self.busy[conn] = (proc, seq, time.monotonic())
+
+    def wait(self, seconds: float) -> list[tuple[int, Any]]:
+        """(seq, result) of the files finished, at least one unless none is in flight: None for a file that ran
+        longer than `seconds`, a `_Crashed` for one whose process died; a worker's exception is raised."""
+        done: list[tuple[int, Any]] = []
+        while self.busy and not done:
+            deadline = min(begun for _, _, begun in self.busy.values()) + seconds
+            for conn in wait(list(self.busy), timeout=max(deadline - time.monotonic(), 0.0)):
+                proc, seq, _ = self.busy.pop(conn)  # type: ignore[call-overload]
+                try:
+                    got, ok, value = conn.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    proc.join()
+                    conn.close()  # type: ignore[union-attr]
+                    done.append((seq, _Crashed(proc.exitcode)))
+                    continue
+                if not ok:
+                    raise value
+                assert got == seq
+                self.idle.append((proc, conn))  # type: ignore[arg-type]
+                done.append((seq, value))
+            now = time.monotonic()
+            for conn, (proc, seq, begun) in list(self.busy.items()):
+                if now - begun >= seconds:
+                    del self.busy[conn]
+                    proc.kill()
+                    proc.join()
+                    conn.close()
+                    done.append((seq, None))
+        return done
+
+    def close(self) -> None:
+        for proc, conn in self.idle:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+            proc.join(timeout=5)
+        for conn, (proc, _, _) in self.busy.items():
+            proc.kill()
+            proc.join()
+            conn.close()
+        self.idle, self.busy = [], {}
+
+
+def workers(cfg: DataConfig) -> int:
+    """The number of decoding processes: `data.workers`, or one per core this process may run on."""
+    return cfg.workers or len(os.sched_getaffinity(0))
 
 
 def _supervised(
@@ -285,47 +350,39 @@ def _supervised(
     items: Iterable[Item],
     cfg: DataConfig,
     seen: dict[str, str],
-    ahead: int = 4,
 ) -> Iterator[tuple[Item, Any]]:
-    """(item, process(item, cfg, seen)) for each item, in order; None for a file whose call ran longer than
-    `cfg.file_timeout_s`. Files are processed in a worker thread, up to `ahead` items ahead (so `seen` may miss
-    a copy still in flight: the caller checks again); other items (in memory, generated, listed only to be
-    reported) inline, in turn."""
-    queued: deque[tuple[int, Item]] = deque()
-    worker: _Worker | None = None
-
-    def send(seq: int, item: Item) -> None:
-        nonlocal worker
-        if item.file is not None:
-            worker = worker or _Worker(process)
-            worker.send(seq, item, cfg, seen)
-
-    def oldest() -> tuple[Item, Any]:
-        nonlocal worker
-        seq, item = queued.popleft()
-        if item.file is None:
-            return item, process(item, cfg, seen)
-        assert worker is not None
-        try:
-            return item, worker.answer(seq, cfg.file_timeout_s)
-        except TimeoutError:
-            worker.stop()
-            worker = None
-            for later in queued:  # they wait behind the stuck call: a new worker takes them
-                send(*later)
-            return item, None
-
+    """(item, process(item, cfg, seen)) for each item, in order: None for a file whose call ran longer than
+    `cfg.file_timeout_s`, a `_Crashed` for one that killed its process. Files are decoded in a pool of worker
+    processes, a few per worker ahead (they do not see `seen`: the caller finds copies by hash); other items
+    (in memory, generated, listed only to be reported) inline, in turn."""
+    size = workers(cfg)
+    pool = _Pool(process, cfg, size)
+    queued: deque[tuple[int, Item]] = deque()  # in order, up to `ahead`
+    unsent: deque[tuple[int, Item]] = deque()  # files among them not yet given to a worker
+    done: dict[int, Any] = {}
+    ahead = 4 * size
+    source = enumerate(items)
     try:
-        for seq, item in enumerate(items):
-            queued.append((seq, item))
-            send(seq, item)
-            if len(queued) >= ahead:
-                yield oldest()
-        while queued:
-            yield oldest()
+        while True:
+            while len(queued) < ahead and (nxt := next(source, None)) is not None:
+                queued.append(nxt)
+                if nxt[1].file is not None:
+                    unsent.append(nxt)
+            while unsent and pool.free():
+                pool.send(*unsent.popleft())
+            if not queued:
+                return
+            seq, item = queued[0]
+            if item.file is None:
+                queued.popleft()
+                yield item, process(item, cfg, seen)
+            elif seq in done:
+                queued.popleft()
+                yield item, done.pop(seq)
+            else:
+                done.update(pool.wait(cfg.file_timeout_s))
     finally:
-        if worker is not None:
-            worker.stop()
+        pool.close()
 
 
 def _duplicate(row: dict[str, Any], first: str) -> dict[str, Any]:
@@ -337,9 +394,13 @@ def _duplicate(row: dict[str, Any], first: str) -> dict[str, Any]:
     return out
 
 
-def _timed_out(item: Item, cfg: DataConfig) -> dict[str, Any]:
+def _lost(item: Item, cfg: DataConfig, crashed: _Crashed | None) -> dict[str, Any]:
+    """The row of a file that ran out of time (`crashed` None) or killed the process decoding it."""
     row: dict[str, Any] = {"path": item.path, "label": item.label, "class_name": item.class_name}
-    row.update(status="skipped", reason=f"took longer than {cfg.file_timeout_s:g} s", category="timeout")
+    if crashed is None:
+        row.update(status="skipped", reason=f"took longer than {cfg.file_timeout_s:g} s", category="timeout")
+    else:
+        row.update(status="skipped", reason=crashed.reason(), category="corrupt")
     row.update(split=None, index=-1)
     if cfg.kind == "video":
         row.update(digits=item.digits, clips=0)
@@ -368,7 +429,8 @@ def _build(source: Source, cfg: DataConfig, out: Path, progress: bool) -> tuple[
     with contextlib.closing(results), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"PIL\.")  # odd metadata: the manifest reports what matters
         for item, result in results:
-            row, samples = result if result is not None else (_timed_out(item, cfg), [])
+            lost = result is None or isinstance(result, _Crashed)
+            row, samples = (_lost(item, cfg, result), []) if lost else result
             if samples and row["sha256"] in seen:  # a copy of a file that was still in flight when this was read
                 row, samples = _duplicate(row, seen[row["sha256"]]), []
             if not samples:
