@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo demo-video demo-rgb test lint format install clean-outputs
+.PHONY: demo demo-video demo-rgb demo-translate test lint format install clean-outputs
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(STAMP)
 # the video pipeline (video/dvc.yaml, video/params.yaml): a MoCoGAN on moving digits; its clips join library/
 demo-video: $(STAMP)
 	@start=$$(date +%s) && $(BIN)/dvc repro video/dvc.yaml && cd video && $(BIN)/ganforge report --started $$start
+
+# image translation (translate/dvc.yaml, translate/params.yaml): a CycleGAN between handwritten and typeset digits
+# (both built in), scored and registered, then the library's digit images (`make demo` builds them) restyled into
+# typeset ones; without a library yet it builds that first
+demo-translate: $(STAMP)
+	@test -f library/catalog.parquet || { echo "demo-translate: no library yet: building it first (make demo)"; \
+	  $(MAKE) --no-print-directory demo; }
+	@start=$$(date +%s) && $(BIN)/dvc repro translate/dvc.yaml && cd translate && $(BIN)/ganforge report --started $$start
 
 # your own RGB images (one sub-folder per class) through the whole pipeline at 32 px (rgb/dvc.yaml, rgb/params.yaml):
 # `make demo-rgb DATA=/path/to/class/folders`; rgb/data/raw is linked to DATA (later runs may leave DATA out)
@@ -48,4 +56,5 @@ format: $(STAMP)
 
 clean-outputs:
 	rm -rf data/prepared models metrics plots mlflow.db mlartifacts video/data/prepared video/models video/metrics video/plots \
-	  rgb/data/prepared rgb/models rgb/metrics rgb/plots
+	  rgb/data/prepared rgb/models rgb/metrics rgb/plots translate/data/prepared translate/models translate/metrics \
+	  translate/plots

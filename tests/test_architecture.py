@@ -22,7 +22,7 @@ PACKAGE = "ganforge"
 
 # Modules that run a `ganforge <stage>` and nothing else (cli.py calls them). prepare (data/prepare.py) and train
 # (training/loop.py) also run stages, but their packages' own modules use them.
-STAGES = ("ganforge.features", "ganforge.evaluate", "ganforge.assets.build")
+STAGES = ("ganforge.features", "ganforge.evaluate", "ganforge.assets.build", "ganforge.assets.translate")
 MLFLOW_LAYER = ("ganforge.tracking", "ganforge.registry", "ganforge.serving")  # serving: the MLflow pyfunc
 ABOVE_MODELS = (  # what models/ and data/ must not import: everything that builds on them
     "ganforge.training",

@@ -179,7 +179,7 @@ def test_library_lock_refuses_a_second_build(tmp_path):
 
 
 def test_catalog_hash_table_grows():
-    from ganforge.assets.build import _HashTable
+    from ganforge.assets.writer import _HashTable
 
     table = _HashTable([(1,), (2,)], 1)
     for h in range(3000):

@@ -90,11 +90,14 @@ LEAVES = _leaves(Config)
 KEYS = [path for path, _ in LEAVES]
 FIELDS = dict(LEAVES)
 # a key of a model family other than the default (dcgan) is only valid beside `family` naming it
+# (a translator's: with a gate on the scores a translator reports)
+TRANSLATOR_GATE = {"registry": {"gate": {"min": {"content_accuracy": 0.9}}}}
 FAMILY_BASE = {
-    ("train", "model", key): {"train": {"model": {"family": name}}}
+    ("train", "model", key): {"train": {"model": {"family": name}}, **(TRANSLATOR_GATE if translator else {})}
     for name, family in FAMILIES.items()
     for key in family.config.model_fields
     if key not in FAMILIES[DEFAULT_FAMILY].config.model_fields
+    for translator in [family.config.task == "translate"]
 }
 # path-length regularisation needs a generator with a mapping network
 FAMILY_BASE[("train", "pl", "weight")] = {"train": {"model": {"family": "stylegan2"}}}
@@ -157,8 +160,10 @@ def _kind(base: Any) -> str:
         return "literal_num" if all(type(a) is int for a in get_args(base)) else "literal_str"
     if get_origin(base) is dict:
         return "dict"
-    if get_origin(base) is tuple and get_origin(get_args(base)[0]) is Literal:
-        return "literal_tuple"  # a set of choices, listed (train.augment.policy)
+    if get_origin(base) in (tuple, list) and get_origin(get_args(base)[0]) is Literal:
+        return "literal_tuple"  # a set of choices, listed (train.augment.policy, data.styles)
+    if get_origin(base) is list and get_args(base)[0] is str:
+        return "str_list"  # names or patterns (translate.domains, translate.classes)
     raise AssertionError(f"a config field of a kind these tests do not know: {base!r}: teach _kind about it")
 
 
@@ -288,6 +293,8 @@ COMPANIONS: dict[tuple[str, ...], dict[Any, dict[str, Any]]] = {
     },
     # an unconditional model reports no class accuracy: its gate cannot bound one
     ("train", "conditional"): {False: {"registry": {"gate": {"min": {"precision": 0.6}}}}},
+    # a translator reports content and domain accuracy, not class accuracy
+    ("train", "model", "family"): {f: TRANSLATOR_GATE for f in ("cyclegan", "stargan")},
 }
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -321,6 +328,8 @@ def valid_values(path: tuple[str, ...]) -> st.SearchStrategy:
             s = no_nul_text.filter(lambda v: len(v) >= b.get("min_length", 0))
     elif kind == "literal_tuple":
         s = st.lists(st.sampled_from(get_args(get_args(base)[0])), min_size=1, unique=True)
+    elif kind == "str_list":
+        s = st.lists(st.from_regex(r"[a-z][a-z0-9_*]{0,10}", fullmatch=True), unique=True, max_size=4)
     elif kind.startswith("literal"):
         s = st.sampled_from(get_args(base))
     else:  # dict of score name -> bound: the scores evaluate reports for the default (conditional image) model
@@ -377,7 +386,7 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
     base, nullable = _shape(field)
     b = _bounds(field)
     kind = _kind(base)
-    wrong: dict[str, st.SearchStrategy] = {} if kind == "literal_tuple" else {"list": lists}
+    wrong: dict[str, st.SearchStrategy] = {} if kind in ("literal_tuple", "str_list") else {"list": lists}
     if kind != "dict":
         wrong["mapping"] = mappings
     if not nullable:
@@ -412,6 +421,8 @@ def invalid_values(path: tuple[str, ...]) -> tuple[tuple[str, st.SearchStrategy]
         wrong |= {"boolean": st.booleans(), "int": ints, "float": finite, "nan/inf": non_finite, "NUL": nul_text}
     if kind == "literal_str" and path != ("train", "model", "family"):  # family: any family's name is valid
         wrong["unknown choice"] = words.filter(lambda s: s not in get_args(base))
+    if kind == "str_list":
+        wrong |= {"scalar": st.one_of(st.booleans(), st.integers(), finite), "list of numbers": st.just([1, 2])}
     if kind == "literal_tuple":
         choices = get_args(get_args(base)[0])
         wrong |= {
@@ -768,6 +779,8 @@ def test_cli_invalid_override_exit_2_one_line(in_project, path, data):
     family = (
         [f"--set=train.model.family={FAMILY_BASE[path]['train']['model']['family']}"] if path in FAMILY_BASE else []
     )
+    if path in FAMILY_BASE and "registry" in FAMILY_BASE[path]:
+        family.append("--set=registry.gate.min={content_accuracy: 0.9}")
     code, _, err = run_cli(["config", *family, f"--set={key}={to_flow(value)}"])
     assert_cli_error(code, err, key)
 

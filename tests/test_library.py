@@ -149,12 +149,12 @@ def test_killed_build_resumes_without_duplicates_or_orphans(project, tmp_path, m
 
 KILLER = """
 import os, signal, sys
-from ganforge.assets import build
+from ganforge.assets import build, writer
 from ganforge.config import load_config
 from ganforge.paths import Paths
 
-build.FLUSH_EVERY = 4
-real_add, calls = build.Catalog.add, []
+writer.FLUSH_EVERY = 4
+real_add, calls = writer.Catalog.add, []
 
 def add(self, row):
     calls.append(1)
@@ -162,7 +162,7 @@ def add(self, row):
         os.kill(os.getpid(), signal.SIGKILL)
     real_add(self, row)
 
-build.Catalog.add = add
+writer.Catalog.add = add
 build.build_library(load_config(sys.argv[1], sys.argv[2:]), Paths(), progress=False)
 """
 

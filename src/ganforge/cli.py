@@ -174,6 +174,13 @@ def _show(row, paths) -> str:
             value = list(value)
         print(f"{key:>22}: {value}")
     kind, seeds, classes = row["kind"], list(row["seeds"]), list(row["classes"])
+    if kind == "translation":
+        by = f"models:/{row['model_name']}/{row['model_version']}" if row["model_version"] else row["source"]
+        print(f"{'translated from':>22}: {row['parent']} ({paths.library / row['parent_path']})")
+        print(f"{'translator':>22}: {by} (weights {str(row['model_sha256'])[:12]}), into {row['domain']}")
+        if row["model_version"]:
+            frame = json.dumps({"image": [str(paths.library / row["parent_path"])], "target": [row["domain"]]})
+            print(f"{'regenerate':>22}: mlflow.pyfunc.load_model('{by}').predict(pandas.DataFrame({frame}))")
     if kind in ("image", "clip") and row["model_version"]:
         cls = classes[0] if classes else -1
         frame = json.dumps({"seed": seeds, "class": [cls], "truncation": [float(row["truncation"])]})
@@ -182,6 +189,16 @@ def _show(row, paths) -> str:
             f".predict(pandas.DataFrame({frame}))"
         )
     return f"library: {row['asset_id']} is {paths.library / row['path']}"
+
+
+def cmd_translate(args: argparse.Namespace) -> str:
+    for flag, key in (("model", "model"), ("input", "input"), ("to", "to")):
+        if getattr(args, flag):
+            args.set = [*(args.set or []), f"translate.{key}={getattr(args, flag)}"]
+    cfg = _config(args)
+    from ganforge.assets.translate import translate_assets
+
+    return translate_assets(cfg, _library_paths(args), progress=not args.quiet).line()
 
 
 def cmd_config(args: argparse.Namespace) -> str:
@@ -201,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> str:
 
     paths = Paths(library_dir=Path(_config(args).library.dir)) if args.params.exists() else Paths()
     lines = []
-    for name in ("prepare", "features", "train", "eval", "library"):
+    for name in ("prepare", "features", "train", "eval", "library", "translate"):
         f = paths.metrics / f"{name}.json"
         if f.exists():
             values = json.loads(f.read_text())
@@ -226,10 +243,20 @@ def cmd_report(args: argparse.Namespace) -> str:
         if "cas" in ev:
             acc += f", CAS {ev['cas']:.3f} ({ev['cas_ratio']:.0%} of real data's {ev['cas_real']:.3f})"
         print("Quality")
-        print(
-            f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
-            f"({p['extractor']} features, n_real {p['n_real']}, n_fake {p['n_fake']})"
-        )
+        if "content_accuracy" in ev:  # a translator
+            print(
+                f"  FID to the target domain {ev['fid']:.3f} (untranslated {ev['fid_untranslated']:.3f}), content kept "
+                f"{ev['content_accuracy']:.3f}, target domain reached {ev['domain_accuracy']:.3f}, cycle L1 "
+                f"{ev['cycle_l1']:.4f} ({p['extractor']} features, {p['directions']} directions)"
+            )
+            for direction, row in ev["directions"].items():
+                kept = row["content_accuracy"]
+                print(f"    {direction}: FID {row['fid']:.3f}, content kept {kept:.3f} (n {row['n']})")
+        else:
+            print(
+                f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "
+                f"({p['extractor']} features, n_real {p['n_real']}, n_fake {p['n_fake']})"
+            )
         if "video" in ev:
             print(f"  {_video_line(ev['video'])}")
         if "version" in reg:
@@ -243,6 +270,15 @@ def cmd_report(args: argparse.Namespace) -> str:
                 f"{'is the new champion' if reg['promoted'] else 'stays candidate'} ({reg['reason']}); {champion}"
             )
     lib_file = paths.metrics / "library.json"
+    translated = paths.metrics / "translate.json"
+    if translated.exists():  # a translator's project: it adds to a library, it does not build one
+        tr = json.loads(translated.read_text())
+        print("Asset library")
+        print(f"  {tr['added']} translations into {tr['domain']} added ({tr['already_present']} already there) by "
+              f"{tr['translator']}; {tr['catalog_assets']} assets in {paths.catalog}")  # fmt: skip
+        print(f"  gallery:        {paths.gallery.resolve().as_uri()}   (parents beside their translations)")
+        print("  browse:         ganforge library ls --kind translation | show ID")
+        lib_file = translated  # the library step of this pipeline
     stale = lib_file.exists() and eval_file.exists() and lib_file.stat().st_mtime < eval_file.stat().st_mtime
     if eval_file.exists() and (not lib_file.exists() or stale):
         print("Asset library")
@@ -250,7 +286,7 @@ def cmd_report(args: argparse.Namespace) -> str:
             f"  not built from this evaluation{' (the one below is older)' if stale else ''}: "
             "`ganforge library build` draws from the champion (or --model candidate, a version, checkpoint)"
         )
-    if lib_file.exists():
+    if lib_file.exists() and lib_file != translated:
         lib = json.loads(lib_file.read_text())
         print("Asset library")
 
@@ -325,8 +361,12 @@ def _parser() -> argparse.ArgumentParser:
     p_ex.add_argument("target", metavar="DEST", help="the folder to export to (created when missing)")
     for p in (p_ls, p_ex):
         p.add_argument("--class", dest="cls", help="only this class (number or name)")
-        p.add_argument("--kind", help="image, latent_walk or class_morph")
+        p.add_argument("--kind", help="image, latent_walk, class_morph, clip or translation")
         p.add_argument("--min-realism", type=float, help="only assets with at least this realism score")
+    p = add("translate", cmd_translate, "restyle library assets or an image folder with a translator, into library/")
+    p.add_argument("--model", help="checkpoint, champion, candidate or a version number (sets translate.model)")
+    p.add_argument("--input", help="library, a library folder, or an image folder (sets translate.input)")
+    p.add_argument("--to", help="the target domain, one of translate.domains (sets translate.to)")
     add("config", cmd_config, "print the validated params (with overrides applied)")
     p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)

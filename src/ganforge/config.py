@@ -60,7 +60,9 @@ class DataConfig(Section):
     """`prepare` stage: where images (or clips) come from and how they are normalised."""
 
     kind: Literal["image", "video"] = "image"
-    source: Literal["digits", "stacked_digits", "folder", "torchvision", "moving_digits", "video_folder"] = "digits"
+    source: Literal[
+        "digits", "stacked_digits", "digit_styles", "folder", "torchvision", "moving_digits", "video_folder"
+    ] = "digits"
     path: str | None = None
     dataset: Literal["MNIST", "FashionMNIST", "CIFAR10"] | None = None
     download: bool = False
@@ -76,7 +78,11 @@ class DataConfig(Section):
     clips_per_video: int = Field(4, ge=1, le=10_000)  # video_folder: at most this many clips per file
     num_clips: int = Field(2000, ge=1, le=10_000_000)  # moving_digits: clips generated
     max_digits: int = Field(2, ge=1, le=2)  # moving_digits: 1..max_digits digits per clip
-    num_images: int = Field(30_000, ge=1, le=10_000_000)  # stacked_digits: images generated (train + test)
+    num_images: int = Field(30_000, ge=1, le=10_000_000)  # stacked_digits: images; digit_styles: per font style
+    # digit_styles: the styles, each one domain of ten classes <style>_<digit>; handwritten is the built-in digits
+    styles: list[Literal["handwritten", "typeset", "sans", "serif", "mono"]] = Field(
+        default_factory=lambda: ["handwritten", "typeset"], min_length=1
+    )
     seed: int = Field(0, ge=0, lt=2**63)  # moving_digits, stacked_digits
     file_timeout_s: float = Field(30.0, gt=0.0, le=86400.0)  # folder sources: a file taking longer is skipped
     workers: int = Field(0, ge=0, le=256)  # folder sources: decoding processes; 0: one per core
@@ -98,6 +104,8 @@ class DataConfig(Section):
             raise ValueError(
                 f"data.kind 'video' needs a video data.source: moving_digits or video_folder (got {self.source!r})"
             )
+        if len(set(self.styles)) < len(self.styles):
+            raise ValueError("data.styles: each style once")
         if self.source == "stacked_digits" and self.channels != 3:
             raise ValueError("data.source 'stacked_digits' puts one digit in each RGB channel: set data.channels=3")
         if self.kind == "image" and self.source in VIDEO_SOURCES:
@@ -159,6 +167,7 @@ AUTO = "auto"  # a recipe key's value that means: the model family's (its config
 RECIPE_KEYS = (
     "loss", "n_critic", "r1.weight", "r1.interval", "r2.weight", "r2.interval", "gp.weight", "gp.interval",
     "lecam.weight", "pl.weight", "pl.interval", "augment.kind", "lr_g", "lr_d", "beta1", "beta2", "ema_decay",
+    "class_loss", "lr_decay_start",
 )  # fmt: skip
 
 
@@ -218,6 +227,8 @@ class TrainConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     steps: int = Field(1500, ge=1)
+    # the learning rates stay constant up to this fraction of train.steps, then fall linearly to 0 (1: constant)
+    lr_decay_start: float = Field(1.0, ge=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=65536)
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)
     lr_d: float = Field(2e-4, gt=0.0, le=1.0)
@@ -391,6 +402,32 @@ class TrackingConfig(Section):
     experiment: str = Field("ganforge", min_length=1)
 
 
+class TranslateConfig(Section):
+    """`translate`: the domains a translation family (train.model cyclegan or stargan) learns, and what
+    `ganforge translate` restyles with it."""
+
+    # one entry per domain: a class name of the prepared data or a shell pattern of them ("typeset_*"); a class
+    # in none is not trained on. Empty: each class is one domain (cyclegan needs exactly 2)
+    domains: list[str] = Field(default_factory=list)
+    # the translator: checkpoint (translate.checkpoint), or an alias (champion, candidate) or version of
+    # registry.model_name
+    model: str = Field("checkpoint", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    checkpoint: str = "models/checkpoint.pt"
+    # what to restyle: library (the image assets of library.dir), another library's folder, or an image folder
+    input: str = Field("library", min_length=1)
+    to: str | None = None  # the target domain (one of translate.domains, as written there)
+    classes: list[str] = Field(default_factory=list)  # library inputs: only these classes (names or numbers)
+
+    @field_validator("domains")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) < len(v):
+            raise ValueError("each domain once")
+        if any(not d.strip() for d in v):
+            raise ValueError("a domain is a class name or a pattern, not an empty string")
+        return v
+
+
 class Config(Section):
     """The whole params.yaml."""
 
@@ -400,6 +437,7 @@ class Config(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
     library: LibraryConfig = LibraryConfig()
+    translate: TranslateConfig = TranslateConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
@@ -434,12 +472,15 @@ class Config(Section):
 # clip_fd: the clip classifier); a bound on one that is missing then fails, and the gate says "missing".
 DISTRIBUTION_SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage")
 CAS_SCORES = ("cas", "cas_real", "cas_ratio")
+TRANSLATION_SCORES = ("fid_untranslated", "content_accuracy", "domain_accuracy", "cycle_l1")
 
 
 def gate_scores(cfg: Config) -> tuple[str, ...]:
     """The scores evaluate reports for `cfg`'s kind of model (those a gate bound can hold on)."""
     names = list(DISTRIBUTION_SCORES)
     conditional = cfg.train.conditional
+    if cfg.train.model.task == "translate":
+        return (*names, *TRANSLATION_SCORES)
     if cfg.data.kind == "video":
         names += ["frame_class_accuracy", "class_accuracy"] if conditional else []
         names += ["clip_fd", "motion"] + (["fvd"] if cfg.evaluate.fvd_weights else [])
@@ -451,6 +492,9 @@ def gate_scores(cfg: Config) -> tuple[str, ...]:
 
 def _not_a_score(key: str, known: tuple[str, ...], cfg: Config) -> str:
     kind = f"{'conditional' if cfg.train.conditional else 'unconditional'} {cfg.data.kind} models"
+    translator = cfg.train.model.task == "translate"
+    if translator:
+        kind = f"translators ({cfg.train.model.family})"
     why = {
         "class_accuracy": "an unconditional model has no classes to check (train.conditional is false)",
         "frame_class_accuracy": "an unconditional model has no classes to check (train.conditional is false)",
@@ -458,6 +502,9 @@ def _not_a_score(key: str, known: tuple[str, ...], cfg: Config) -> str:
     }
     if key in CAS_SCORES:
         why[key] = "CAS needs a conditional image model and evaluate.cas: true"
+    if translator:
+        why = {"class_accuracy": "a translator is judged by content_accuracy (the source's class kept) and "
+               "domain_accuracy (the target domain reached)"}  # fmt: skip
     close = [k for k in known if k.startswith(f"{key}_")] or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close and key not in why else ""
     reason = f"; {why[key]}" if key in why else ""

@@ -98,7 +98,8 @@ def _log_sampler(model_id: str, run_id: str, state: dict[str, Any], artifact_nam
         code = Path(tmp) / "code" / "ganforge"
         shutil.copytree(Path(__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         entry = Path(tmp) / "sampler.py"
-        entry.write_text(_ENTRY)
+        translator = "domains" in state  # a translator takes images, not seeds
+        entry.write_text(_TRANSLATOR_ENTRY if translator else _ENTRY)
         info = Model.log(  # = mlflow.pyfunc.log_model, for a given run rather than the (thread-local) active one
             name=artifact_name,
             artifact_path=None,
@@ -109,8 +110,10 @@ def _log_sampler(model_id: str, run_id: str, state: dict[str, Any], artifact_nam
             python_model=str(entry),  # models from code: loading unpickles nothing
             artifacts=artifacts,
             code_paths=[str(code)],
-            signature=serving.signature(spec["channels"], spec["resolution"], int(spec.get("frames") or 0)),
-            input_example=serving.input_example(spec["num_classes"]),
+            signature=None
+            if translator
+            else serving.signature(spec["channels"], spec["resolution"], int(spec.get("frames") or 0)),
+            input_example=None if translator else serving.input_example(spec["num_classes"]),
             pip_requirements=_requirements(),
         )
     return info.model_uri
@@ -124,6 +127,15 @@ import mlflow
 from ganforge.serving import GeneratorSampler
 
 mlflow.models.set_model(GeneratorSampler())
+"""
+_TRANSLATOR_ENTRY = """\
+\"\"\"MLflow models-from-code entry point of a ganforge translator: the translator class lives in code/ganforge.\"\"\"
+
+import mlflow
+
+from ganforge.serving import ImageTranslator
+
+mlflow.models.set_model(ImageTranslator())
 """
 
 

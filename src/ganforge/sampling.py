@@ -157,3 +157,22 @@ class Sampler:
         s = self.spec
         shape = (0, s.channels, *([s.frames] if s.kind == "video" else []), s.resolution, s.resolution)
         return torch.empty(shape, dtype=torch.uint8 if uint8 else torch.float32)
+
+
+@torch.no_grad()
+def translate(G: nn.Module, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor,
+              batch_size: int = BATCH) -> torch.Tensor:  # fmt: skip
+    """A translator's output (`G(x, target)`: cyclegan, stargan) for uint8 images [N, C, H, W] as uint8, `target`
+    the domain index of each row (or one for all), `batch_size` rows per forward pass; the row's result depends
+    on that row alone (instance norm, no batch statistics). Training grids, evaluate, `ganforge translate` and
+    the pyfunc all translate through here."""
+    device = next(G.parameters()).device
+    n = len(images)
+    t = torch.full((n,), target, dtype=torch.long) if isinstance(target, int) else torch.as_tensor(target).long()
+    if t.shape != (n,):
+        raise ValueError(f"expected one target domain per image ({n}), got {list(t.shape)}")
+    out = []
+    for i in range(0, n, batch_size):
+        x = images[i : i + batch_size].to(device).float().mul(2 / 255).sub(1)
+        out.append(to_uint8(G(x, t[i : i + batch_size].to(device)).float()).cpu())
+    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))

@@ -30,6 +30,8 @@ from ganforge.sampling import Sampler
 
 BATCH = 32  # rows per forward pass: bounds memory, not results (each row's latent comes from its own seed)
 COLUMNS = ("seed", "class", "truncation")
+TRANSLATOR_COLUMNS = ("image", "target")
+NORMALISE = ("resolution", "channels", "fit", "resize_filter")  # data keys that say how an input image is sized
 
 
 def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -43,6 +45,9 @@ def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]
         torch.save({k: v.detach().cpu() for k, v in checkpoint["D"].items()}, files["discriminator"])
     spec = ModelSpec.from_dict(checkpoint["spec"]).to_dict()  # an older checkpoint's flat spec: the current form
     meta = {"spec": spec, "class_names": list(checkpoint.get("class_names") or [])}
+    if "domains" in checkpoint:  # a translator: its domains, and how its input images are normalised
+        data = (checkpoint.get("config") or {}).get("data") or {}
+        meta |= {"domains": list(checkpoint["domains"]), "data": {k: data[k] for k in NORMALISE if k in data}}
     files["spec"].write_text(json.dumps(meta))
     return {k: str(v) for k, v in files.items()}
 
@@ -126,3 +131,60 @@ def _int(value: Any, column: str) -> int:
     if value != value or int(value) != value:  # NaN or a fraction
         raise ValueError(f"column {column!r}: expected ints, got {value!r}")
     return int(value)
+
+
+class ImageTranslator(mlflow.pyfunc.PythonModel):
+    """A ganforge translator (cyclegan, stargan; EMA weights) on CPU.
+
+    Input: a DataFrame with `image` (a file path, encoded image bytes, or a uint8 array [H, W], [H, W, C] or
+    [C, H, W]) and `target` (a domain name or index). Each image is normalised as the training data was (channels,
+    fit, resolution) and translated into its target domain. Output: uint8 images [N, C, H, W]."""
+
+    def load_context(self, context: Any) -> None:
+        from ganforge.config import DataConfig
+
+        meta = json.loads(Path(context.artifacts["spec"]).read_text())
+        self.spec = ModelSpec.from_dict(meta["spec"])
+        self.domains: list[str] = list(meta["domains"])
+        self.data = DataConfig(**meta.get("data", {}))
+        G = build_generator(self.spec)
+        G.load_state_dict(torch.load(context.artifacts["generator"], map_location="cpu", weights_only=True))
+        self.G = G.to("cpu").eval().requires_grad_(False)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        from ganforge.sampling import translate
+
+        if not isinstance(model_input, pd.DataFrame) or set(model_input.columns) != set(TRANSLATOR_COLUMNS):
+            raise ValueError(f"expected a pandas DataFrame with columns {list(TRANSLATOR_COLUMNS)}")
+        images = torch.from_numpy(np.stack([self._image(v) for v in model_input["image"]]))
+        targets = [self._domain(v) for v in model_input["target"]]
+        return translate(self.G, images, targets, BATCH).numpy()
+
+    def _domain(self, value: Any) -> int:
+        if isinstance(value, str) and value in self.domains:
+            return self.domains.index(value)
+        if isinstance(value, int | np.integer) and 0 <= int(value) < len(self.domains):
+            return int(value)
+        known = ", ".join(f"{i}={d}" for i, d in enumerate(self.domains))
+        raise ValueError(f"column 'target': unknown domain {value!r}; known: {known}")
+
+    def _image(self, value: Any) -> np.ndarray:
+        from PIL import Image
+
+        from ganforge.data.decode import Skipped, normalise, open_image
+
+        try:
+            if isinstance(value, str | Path):
+                value = Path(value).read_bytes()
+            if isinstance(value, bytes):
+                return normalise(open_image(value, self.data.resolution), self.data)
+        except (OSError, Skipped) as exc:
+            raise ValueError(f"column 'image': {exc}") from None
+        arr = np.asarray(value)
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+            raise ValueError(
+                "column 'image': expected a path, image bytes or a uint8 array [H, W] / [H, W, C] / [C, H, W]"
+            )
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
+            arr = arr.transpose(1, 2, 0)
+        return normalise(Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr), self.data)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -38,14 +37,14 @@ from ganforge import __version__, faults
 from ganforge.assets import catalog, scoring
 from ganforge.assets.sampling import morph, walk
 from ganforge.assets.source import Source, check_data, open_source
+from ganforge.assets.writer import Catalog, save_png
 from ganforge.config import Config, LibraryConfig
 from ganforge.data.dataset import KINDS as DATA_KINDS
 from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.paths import Paths, atomic_path, write_text_atomic
+from ganforge.paths import Paths, write_text_atomic
 from ganforge.sampling import Sampler
 
-FLUSH_EVERY = 64
 VIDEO_SEED_OFFSET = 1 << 40  # video keyframe seeds live far from image seeds: no asset shares a latent by accident
 VIDEO_CRF = 18
 
@@ -139,81 +138,6 @@ class Scorer:
         }
 
 
-HASH_FRAMES = {"image": 1, "clip": scoring.CLIP_HASH_FRAMES}  # pHashes per asset, by kind (dedupe)
-
-
-class _HashTable:
-    """A growable [N, k] uint64 table of pHashes (doubling: adding is O(1) amortised)."""
-
-    def __init__(self, rows: list[tuple[int, ...]], k: int) -> None:
-        self._a = np.zeros((max(256, 2 * len(rows)), k), dtype=np.uint64)
-        if rows:
-            self._a[: len(rows)] = np.array(rows, dtype=np.uint64)
-        self._n = len(rows)
-
-    def view(self) -> np.ndarray:
-        return self._a[: self._n]
-
-    def add(self, hashes: tuple[int, ...]) -> None:
-        if self._n == len(self._a):
-            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
-        self._a[self._n] = hashes
-        self._n += 1
-
-
-@dataclass
-class Catalog:
-    """The catalog being built: rows, known addresses and hashes; flushed to disk every FLUSH_EVERY rows."""
-
-    paths: Paths
-    frame: pd.DataFrame
-    build_id: str
-    new_rows: list[dict[str, Any]] = field(default_factory=list)
-    pending: int = 0
-
-    def __post_init__(self) -> None:
-        self.known = catalog.addresses(self.frame)
-        self._hashes: dict[str, _HashTable] = {}
-        for kind, k in HASH_FRAMES.items():
-            rows = [
-                hs
-                for h in self.frame.loc[self.frame["kind"] == kind, "phash"]
-                if len(hs := scoring.decode_hashes(h if isinstance(h, str) else "")) == k
-            ]
-            self._hashes[kind] = _HashTable(rows, k)
-
-    def hashes(self, kind: str) -> np.ndarray:
-        """pHashes [N, k] of the library's assets of `kind` (image: k=1; clip: first, middle, last frame);
-        a view, valid until the next add."""
-        return self._hashes[kind].view()
-
-    def add(self, row: dict[str, Any]) -> None:
-        row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
-        self.new_rows.append(row)
-        key = catalog.address(row["model_sha256"], row["kind"], row["seeds"], row["classes"], row["truncation"])
-        self.known.add(key)
-        if row["kind"] in self._hashes:
-            self._hashes[row["kind"]].add(scoring.decode_hashes(row["phash"]))
-        self.pending += 1
-        if self.pending >= FLUSH_EVERY:
-            self.flush()
-
-    def all(self) -> pd.DataFrame:
-        if not self.new_rows:
-            return self.frame
-        new = pd.DataFrame(self.new_rows)
-        for col, dtype in catalog.SCHEMA.items():
-            if dtype != "object":
-                new[col] = new[col].astype(dtype)
-        parts = [f for f in (self.frame, new[list(catalog.SCHEMA)]) if len(f)]
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-
-    def flush(self) -> None:
-        if self.pending or not self.paths.catalog.exists():
-            catalog.write(self.all(), self.paths.catalog)
-        self.pending = 0
-
-
 def _provenance(src: Source) -> dict[str, Any]:
     return {
         "model_name": src.model_name,
@@ -228,14 +152,6 @@ def _class_name(src: Source, c: int) -> str:
     if c < 0:
         return ""
     return src.class_names[c] if c < len(src.class_names) else str(c)
-
-
-def _save_png(image: np.ndarray, path: Any) -> None:
-    from PIL import Image
-
-    arr = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def _order(scores: dict[str, torch.Tensor], rank_by: str) -> list[int]:
@@ -388,7 +304,7 @@ def _write_image(img: np.ndarray, folder: str, paths: Paths) -> dict[str, Any]:
     """Write a uint8 image [C, H, W] as images/<folder>/<id>.png; its catalog file fields."""
     asset_id = scoring.content_id("image", img)
     rel = f"images/{folder}/{asset_id}.png"
-    _save_png(img, paths.library / rel)
+    save_png(img, paths.library / rel)
     return {"asset_id": asset_id, "path": rel, "preview": "", "poster": "", "width": img.shape[2],
             "height": img.shape[1], "frames": 1, "fps": math.nan}  # fmt: skip
 
@@ -508,6 +424,11 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
     with catalog.locked(paths.library):
         frame, dropped, removed = catalog.reconcile(catalog.read(paths.catalog), paths.library)
         src = open_source(cfg, paths)
+        if src.spec.task == "translate":
+            raise GanforgeError(
+                f"library: {src.uri} is a translator ({src.spec.model}: it restyles images, it does not sample "
+                "them): restyle the library with `ganforge translate`, and build it from a generator"
+            )
         if src.D is None and (lc.selection == "drs" or lc.rank_by == "discriminator"):
             raise GanforgeError(
                 f"library: {src.uri} was registered without its discriminator, which selection=drs and "

@@ -6,9 +6,11 @@ videos the encoding settings). The catalog is rewritten atomically; files are wr
 build removes files no row names (what a killed build can leave behind) before it starts.
 
 Kinds: `image` (images/<class>/<id>.png), `latent_walk` and `class_morph` (videos/<id>.mp4|.webp|.png) from image
-generators; `clip` (clips/<class>/<id>.mp4|.webp|.png) from video generators, one clip per seed. `phash` holds 16
-hex digits for images and videos (the poster's pHash) and, for clips, the pHashes of the first, middle and last
-frames, comma-separated (`scoring.encode_hashes`).
+generators; `clip` (clips/<class>/<id>.mp4|.webp|.png) from video generators, one clip per seed; `translation`
+(translations/<domain>/<id>.png) from translators (`ganforge translate`), each with its parent (`parent`,
+`parent_sha256`, `parent_path`) and target `domain`, addressed by (translator weights, parent's hash, domain).
+`phash` holds 16 hex digits for images and videos (the poster's pHash) and, for clips, the pHashes of the first,
+middle and last frames, comma-separated (`scoring.encode_hashes`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import pandas as pd
 from ganforge.errors import GanforgeError
 from ganforge.paths import atomic_path
 
-KINDS = ("image", "latent_walk", "class_morph", "clip")
-ASSET_DIRS = ("images", "videos", "clips")  # where asset files live, under the library
+KINDS = ("image", "latent_walk", "class_morph", "clip", "translation")
+ASSET_DIRS = ("images", "videos", "clips", "translations")  # where asset files live, under the library
 # column -> pandas dtype of an empty catalog (list columns are object: lists of ints)
 SCHEMA: dict[str, str] = {
     "asset_id": "string",
@@ -57,7 +59,14 @@ SCHEMA: dict[str, str] = {
     "phash": "string",
     "created_at": "datetime64[us, UTC]",
     "build_id": "string",
+    # translations: what was translated (a library asset id, or the source file's path), its file's hash, where
+    # its image is (the parent asset's file, or a normalised copy under translations/sources/), the target domain
+    "parent": "string",
+    "parent_sha256": "string",
+    "parent_path": "string",
+    "domain": "string",
 }
+ADDED_LATER = ("parent", "parent_sha256", "parent_path", "domain")  # empty in a catalog written before them
 ASSET_FILE = re.compile(r"^[0-9a-f]{16}\.(png|mp4|webp)$")
 
 
@@ -76,6 +85,9 @@ def read(path: Path) -> pd.DataFrame:
             f"{path}: unreadable catalog ({exc.__class__.__name__}); move it aside and build again "
             "(files no catalog row names are then regenerated or removed)"
         ) from None
+    for col in ADDED_LATER:
+        if col not in df.columns:
+            df[col] = pd.Series([pd.NA] * len(df), dtype=SCHEMA[col])
     missing = [c for c in SCHEMA if c not in df.columns]
     if missing:
         raise GanforgeError(f"{path}: not a ganforge catalog (missing columns {missing})")
@@ -118,8 +130,9 @@ def addresses(df: pd.DataFrame) -> set[tuple[str, str, tuple[int, ...], tuple[in
 
 
 def files_of(row: Any) -> list[str]:
-    """The library-relative paths of a row's files."""
-    return [p for p in (row["path"], row["preview"], row["poster"]) if isinstance(p, str) and p]
+    """The library-relative paths of a row's files (a translation's: its parent's image too)."""
+    parent = row.get("parent_path")
+    return [p for p in (row["path"], row["preview"], row["poster"], parent) if isinstance(p, str) and p]
 
 
 def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:

@@ -23,7 +23,8 @@ DASH = "–"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".webm", ".mov", ".ogv"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".bmp"})
 VIDEO_KINDS = frozenset({"latent_walk", "class_morph", "clip"})
-KIND_LABELS = {"image": "image", "latent_walk": "latent walk", "class_morph": "class morph", "clip": "clip"}
+KIND_LABELS = {"image": "image", "latent_walk": "latent walk", "class_morph": "class morph", "clip": "clip",
+               "translation": "translation"}  # fmt: skip
 IMAGE_BOX = 128  # CSS px an image is scaled up towards (integer factor, pixelated)
 VIDEO_BOX = 192  # videos get more room so the native controls fit
 
@@ -71,6 +72,9 @@ main { padding: 24px 32px 48px; }
   background: #000; border-radius: 2px;
 }
 .media .missing { color: var(--muted); font-size: 13px; text-align: center; }
+.media figure { margin: 0; min-width: 0; flex: 1 1 0; text-align: center; }
+.media figcaption { font-size: 11px; color: var(--muted); margin-top: 4px; overflow-wrap: anywhere; }
+.media .arrow { padding: 0 6px; color: var(--muted); }
 .body { padding: 12px 14px 14px; display: flex; flex-direction: column; gap: 8px; }
 .title { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
 .title h2 { margin: 0; font-size: 15px; font-weight: 600; overflow-wrap: anywhere; }
@@ -316,6 +320,18 @@ def _card(row: Mapping[str, Any], class_names: Mapping[int, str]) -> str:
         ("source", _e(_str(row.get("source")) or DASH)),
         ("build", f"<code>{_e(_str(row.get('build_id')) or DASH)}</code>"),
     ]
+    media = _media(row, kind, alt)
+    if kind == "translation":  # the parent beside its translation, and where each came from
+        parent_row = {"path": row.get("parent_path"), "width": row.get("width"), "height": row.get("height")}
+        parent = _str(row.get("parent"))
+        media = (
+            f"<figure>{_media(parent_row, 'image', f'parent {parent}')}<figcaption>parent</figcaption></figure>"
+            f'<span class="arrow" aria-hidden="true">→</span>'
+            f"<figure>{media}<figcaption>{_e(_str(row.get('domain')) or DASH)}</figcaption></figure>"
+        )
+        domain = _e(_str(row.get("domain")) or DASH)
+        fields[1:1] = [("parent", f"<code>{_e(parent or DASH)}</code>"), ("domain", domain)]
+        fields = [(k, v) for k, v in fields if k not in ("seeds", "truncation", "nearest real")]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in fields)
 
     links = []
@@ -339,7 +355,7 @@ def _card(row: Mapping[str, Any], class_names: Mapping[int, str]) -> str:
     )
     return (
         f'<article class="card" {attrs}>'
-        f'<div class="media">{_media(row, kind, alt)}</div>'
+        f'<div class="media">{media}</div>'
         '<div class="body">'
         f'<div class="title"><span class="badge">{_e(KIND_LABELS.get(kind, kind) or DASH)}</span>'
         f"<h2>{_e(heading)}</h2></div>"

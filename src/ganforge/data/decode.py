@@ -5,8 +5,13 @@ Shared by the image path (`prepare`) and the clip path (`clips`), which both imp
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from typing import Any
+
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganforge.config import DataConfig
 from ganforge.data.sources import display
@@ -83,3 +88,42 @@ def normalise(img: Image.Image, cfg: DataConfig) -> np.ndarray:
 def unreadable(exc: OSError) -> Skipped:
     """The reason a file that could not be read (vanished, no permission...) is skipped."""
     return Skipped("unreadable", f"unreadable: {display(exc.strerror or str(exc))}")
+
+
+def decode_error(exc: Exception, raw: bytes) -> Skipped:
+    """Why a file's bytes could not be decoded, as the manifest says it."""
+    if isinstance(exc, Image.DecompressionBombError):  # refused from the header, before any pixel is allocated
+        size = re.search(r"\((\d+) pixels\).*?limit of (\d+)", str(exc))
+        why = f"{size[1]} pixels, over the decompression-bomb limit of {size[2]}" if size else short_message(exc)
+        return Skipped("too large", f"too large: {why}")
+    if isinstance(exc, UnidentifiedImageError):
+        kind = sniff(raw)
+        return Skipped("not an image", f"not an image ({kind})" if kind else "not an image")
+    if "truncat" in str(exc).lower():
+        return Skipped("truncated", "truncated")
+    return Skipped("corrupt", f"corrupt: {short_message(exc)}")
+
+
+def open_image(raw: bytes, resolution: int, meta: dict[str, Any] | None = None) -> Image.Image:
+    """Decode an image file's bytes fully (its first frame), EXIF orientation applied; `meta` gets its width,
+    height, mode and format as soon as they are known. Skipped (with the manifest's reason) when it cannot be.
+
+    Large JPEGs are decoded at a reduced scale (PIL's `draft`), never below twice the target resolution.
+    An EXIF block that cannot be read leaves the image as stored.
+    """
+    meta = {} if meta is None else meta
+    if not raw:
+        raise Skipped("zero-byte", "zero-byte file")
+    try:
+        img = Image.open(io.BytesIO(raw))
+        meta.update(width=img.width, height=img.height, mode=img.mode, format=img.format)
+        if img.format == "JPEG":
+            img.draft(img.mode, (2 * resolution, 2 * resolution))
+        img.load()
+    except Exception as exc:  # any decoder failure on a user's file is that file's problem, never fatal
+        raise decode_error(exc, raw) from None
+    with contextlib.suppress(Exception):  # broken metadata, good pixels: keep them as stored
+        ImageOps.exif_transpose(img, in_place=True)
+    if not (img.width and img.height):
+        raise Skipped("corrupt", "corrupt: empty image")
+    return img

@@ -35,11 +35,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import io
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import sys
@@ -56,13 +54,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from ganforge import faults
 from ganforge.config import DataConfig
 from ganforge.data.clips import CLIP_MANIFEST_SCHEMA, process_clip
-from ganforge.data.decode import Skipped, normalise, short_message, sniff, unreadable
+from ganforge.data.decode import Skipped, normalise, open_image, unreadable
 from ganforge.data.sources import Item, Source, display, hash_split, open_source
 from ganforge.errors import GanforgeError
 from ganforge.paths import write_text_atomic
@@ -126,44 +124,13 @@ class PrepareSummary:
         )
 
 
-def _decode_error(exc: Exception, raw: bytes) -> Skipped:
-    if isinstance(exc, Image.DecompressionBombError):  # refused from the header, before any pixel is allocated
-        size = re.search(r"\((\d+) pixels\).*?limit of (\d+)", str(exc))
-        why = f"{size[1]} pixels, over the decompression-bomb limit of {size[2]}" if size else short_message(exc)
-        return Skipped("too large", f"too large: {why}")
-    if isinstance(exc, UnidentifiedImageError):
-        kind = sniff(raw)
-        return Skipped("not an image", f"not an image ({kind})" if kind else "not an image")
-    if "truncat" in str(exc).lower():
-        return Skipped("truncated", "truncated")
-    return Skipped("corrupt", f"corrupt: {short_message(exc)}")
-
-
 def _open(item: Item, raw: bytes, meta: dict[str, Any], resolution: int) -> Image.Image:
-    """Decode a sample fully (first frame), apply EXIF orientation; fill `meta` as soon as it is known.
-
-    Large JPEGs are decoded at a reduced scale (PIL's `draft`), never below twice the target resolution.
-    An EXIF block that cannot be read leaves the image as stored.
-    """
+    """Decode a sample (an in-memory array, or a file's bytes: `decode.open_image`); fill `meta` as it is known."""
     if item.array is not None:
         img = Image.fromarray(item.array)
         meta.update(width=img.width, height=img.height, mode=img.mode)
         return img
-    if not raw:
-        raise Skipped("zero-byte", "zero-byte file")
-    try:
-        img = Image.open(io.BytesIO(raw))
-        meta.update(width=img.width, height=img.height, mode=img.mode, format=img.format)
-        if img.format == "JPEG":
-            img.draft(img.mode, (2 * resolution, 2 * resolution))
-        img.load()
-    except Exception as exc:  # any decoder failure on a user's file is that file's problem, never fatal
-        raise _decode_error(exc, raw) from None
-    with contextlib.suppress(Exception):  # broken metadata, good pixels: keep them as stored
-        ImageOps.exif_transpose(img, in_place=True)
-    if not (img.width and img.height):
-        raise Skipped("corrupt", "corrupt: empty image")
-    return img
+    return open_image(raw, resolution, meta)
 
 
 class _SplitWriter:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -351,9 +351,84 @@ def torchvision(cfg: DataConfig) -> Source:
     return Source(f"torchvision:{cfg.dataset}", names, items)
 
 
+# digit_styles: the fonts inside matplotlib's wheel (DejaVu and STIX, both freely licensed), by style
+_FONT_STYLES = {
+    "sans": ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf"),
+    "serif": ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf"),
+    "mono": ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf"),
+}
+_FONT_STYLES["typeset"] = tuple(f for fonts in _FONT_STYLES.values() for f in fonts)
+DIGIT_STYLES = ("handwritten", *_FONT_STYLES)
+
+
+def _font_files(style: str) -> list[Path]:
+    import matplotlib
+
+    root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    files = [root / name for name in _FONT_STYLES[style]]
+    if missing := [f.name for f in files if not f.is_file()]:
+        raise GanforgeError(f"digit_styles: matplotlib's fonts are missing ({', '.join(missing)} in {root})")
+    return files
+
+
+def _typeset_digit(digit: int, fonts: list[Any], rng: np.random.Generator, side: int) -> np.ndarray:
+    """One digit as uint8 [side, side], light ink on black like the handwritten ones: a random font of the
+    style, size, position, stroke, slant and small rotation."""
+    from PIL import Image, ImageDraw
+
+    big = 2 * side  # drawn at twice the size, then reduced: smooth edges
+    font = fonts[int(rng.integers(len(fonts)))][int(rng.integers(3))]  # one of three sizes of a random face
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    stroke = int(rng.integers(0, 2)) * max(1, big // 32)
+    left, top, right, bottom = draw.textbbox((0, 0), str(digit), font=font, stroke_width=stroke)
+    x = (big - (right - left)) / 2 - left + rng.uniform(-0.05, 0.05) * big
+    y = (big - (bottom - top)) / 2 - top + rng.uniform(-0.05, 0.05) * big
+    draw.text((x, y), str(digit), fill=int(rng.integers(200, 256)), font=font, stroke_width=stroke,
+              stroke_fill=255)  # fmt: skip
+    slant = rng.uniform(-0.3, 0.3)
+    canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, slant, -slant * big / 2, 0, 1, 0),
+                              resample=Image.Resampling.BILINEAR)  # fmt: skip
+    canvas = canvas.rotate(rng.uniform(-8, 8), resample=Image.Resampling.BILINEAR)
+    return np.asarray(canvas.resize((side, side), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def digit_styles(cfg: DataConfig) -> Source:
+    """Digits in several styles, one class per (style, digit), named `<style>_<digit>` ("handwritten_3",
+    "serif_7"): the domains of image translation (`translate.domains: [handwritten_*, typeset_*]`), the digit
+    being what a translation must keep.
+
+    `handwritten` is the 1,797 built-in digits; each font style (`sans`, `serif`, `mono`, or `typeset`: any of
+    them) is `data.num_images` digits rendered from the DejaVu and STIX fonts inside matplotlib's wheel, with
+    random font, size, position, stroke, slant and rotation, fixed by `data.seed` (image i of a style depends only
+    on (seed, style, i)). Splits come from the content hash, as for any image."""
+    from PIL import ImageFont
+
+    items: list[Item] = []
+    names = [f"{style}_{d}" for style in cfg.styles for d in range(10)]
+    side = max(32, cfg.resolution)
+    for k, style in enumerate(cfg.styles):
+        if style == "handwritten":
+            images, labels, _ = _sklearn_digits()
+            for i, (x, y) in enumerate(zip(images, labels, strict=True)):
+                name = f"{style}_{int(y)}"
+                items.append(Item(f"handwritten/{i:05d}", 10 * k + int(y), name, array=x))
+            continue
+        sizes = (round(side * 1.9), round(side * 2.15), round(side * 2.4))  # on the 2x canvas: 0.7-0.9 high
+        fonts = [[ImageFont.truetype(str(f), size) for size in sizes] for f in _font_files(style)]
+        width = max(5, len(str(cfg.num_images - 1)))
+        for i in range(cfg.num_images):
+            rng = np.random.default_rng([cfg.seed, k, i])
+            digit = int(rng.integers(10))
+            array = _typeset_digit(digit, fonts, rng, side)
+            items.append(Item(f"{style}/{i:0{width}d}", 10 * k + digit, f"{style}_{digit}", array=array))
+    return Source("digit_styles", names, items)
+
+
 SOURCES: dict[str, Callable[[DataConfig], Source]] = {
     "digits": digits,
     "stacked_digits": stacked_digits,
+    "digit_styles": digit_styles,
     "folder": folder,
     "torchvision": torchvision,
     "moving_digits": moving_digits,

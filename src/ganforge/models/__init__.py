@@ -18,10 +18,12 @@ losses are summed over heads); a D built with `spec.class_head` also fills `clas
 """
 
 from ganforge.models import (  # each registers its family (a new family: one more name here)
+    cyclegan,
     dcgan,
     mocogan,
     r3gan,
     resnet,
+    stargan,
     stylegan2,
 )
 from ganforge.models.base import (
@@ -52,6 +54,7 @@ __all__ = [
     "ModelSpec",
     "build",
     "build_generator",
+    "cyclegan",
     "dcgan",
     "mocogan",
     "model_config_adapter",
@@ -60,5 +63,6 @@ __all__ = [
     "r3gan",
     "register",
     "resnet",
+    "stargan",
     "stylegan2",
 ]

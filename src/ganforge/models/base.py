@@ -29,6 +29,8 @@ class FamilyConfig(Section):
     """Base of a family's config (`train.model`). Subclasses set `family: Literal["name"] = "name"` and `kind`."""
 
     kind: ClassVar[str] = "image"  # the data it trains on: "image" or "video"
+    # what G does: "generate" (G(z, y): samples from noise) or "translate" (G(x, target): images into a domain)
+    task: ClassVar[str] = "generate"
     # the family's recommended training recipe: train keys (dotted: "r1.weight") -> value, taken where params
     # leave them `auto` or out; a key it does not name takes train's default (which is dcgan's recipe)
     recipe: ClassVar[dict[str, Any]] = {}
@@ -120,6 +122,11 @@ class ModelSpec:
     @property
     def kind(self) -> str:
         return self.config.kind
+
+    @property
+    def task(self) -> str:
+        """The family's task: "generate", or "translate" (then `num_classes` counts the domains)."""
+        return self.config.task
 
     @property
     def pack(self) -> int:

@@ -25,10 +25,17 @@ from ganforge.paths import Paths, atomic_path, write_text_atomic
 from ganforge.training import checkpoint, runtime
 from ganforge.training.divergence import Watchdog
 from ganforge.training.resume import to_resume
-from ganforge.training.sampler import BatchSampler
+from ganforge.training.sampler import BatchSampler, DomainSampler
 from ganforge.training.snapshots import LossLog, NoLog, fixed_inputs, sample_grid
 from ganforge.training.step import BASE_STATS, stat_names, train_step
 from ganforge.training.system import System
+from ganforge.training.translation import (
+    domain_table,
+    fixed_sources,
+    translate_stat_names,
+    translate_step,
+    translation_grid,
+)
 
 
 @dataclass(frozen=True)
@@ -98,12 +105,32 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor | S
     return data, images, labels
 
 
-def model_spec(tc: TrainConfig, data: PreparedData) -> ModelSpec:
+def open_domains(cfg: Config, data: PreparedData, labels: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    """A translation family's domain of each train image (-1: in no domain) and the domains' names, checked."""
+    tc, where = cfg.train, data.out_dir
+    table, names = domain_table(list(data.class_names), cfg.translate.domains)
+    if data.num_classes < 2:
+        raise GanforgeError(f"train.model={tc.model.family} translates between classes, but {where} has none "
+                            "(prepare an image folder with one sub-folder per domain)")  # fmt: skip
+    if tc.model.family == "cyclegan" and len(names) != 2:
+        raise GanforgeError(
+            f"train.model=cyclegan translates between 2 domains, but there are {len(names)} ({', '.join(names[:6])}"
+            f"{', ...' if len(names) > 6 else ''}): set translate.domains to two class names or patterns, or use "
+            "train.model=stargan"
+        )
+    domains = table[labels.cpu()]
+    counts = torch.bincount(domains[domains >= 0], minlength=len(names))
+    if empty := [n for n, c in zip(names, counts.tolist(), strict=True) if c == 0]:
+        raise GanforgeError(f"translate.domains: {empty[0]!r} has no train image in {where}")
+    return domains.to(labels.device), names
+
+
+def model_spec(tc: TrainConfig, data: PreparedData, domains: int = 0) -> ModelSpec:
     return ModelSpec.for_data(
         tc.model,
         resolution=data.resolution,
         channels=data.channels,
-        num_classes=data.num_classes if tc.conditional else 0,
+        num_classes=domains or (data.num_classes if tc.conditional else 0),
         frames=data.frames or 0,
         class_head=tc.class_loss > 0 and tc.conditional and data.num_classes > 0,
     )
@@ -127,8 +154,12 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     device = dist.device(tc.device)
     amp = runtime.pick_precision(tc.precision, device)
     images, labels = runtime.place(images, labels, device)
+    translate = tc.model.task == "translate"
+    domain_names: list[str] = []
+    if translate:  # the labels become domains
+        labels, domain_names = open_domains(cfg, data, labels)
     torch.manual_seed(tc.seed)  # the same initial weights on every rank
-    spec = model_spec(tc, data)
+    spec = model_spec(tc, data, len(domain_names))
     if dist.ddp and tc.batch_size % (dist.world * spec.pack):
         raise GanforgeError(
             f"train.batch_size ({tc.batch_size}) is the global batch: it must be a multiple of the {dist.world} "
@@ -138,7 +169,11 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     if dist.ddp:
         torch.manual_seed(tc.seed + dist.rank)  # each rank its own augmentation (the latents: noise_gen, shared)
     # one stream of global batches, the same on every rank; each rank takes its shard of each
-    sampler = BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
+    sampler: BatchSampler | DomainSampler = (
+        DomainSampler(labels.cpu(), tc.batch_size, seed=tc.seed)
+        if translate
+        else BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
+    )
     state, resumed = to_resume(paths, cfg, resume, device, writer=dist.master)
     dist.barrier()  # rank 0 may have dropped a damaged checkpoint
     if state is not None:
@@ -155,8 +190,9 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     run = tracking.start_train_run(cfg, paths.mlflow_run, resume=state is not None,
                                    run_id=None if state is None else state.get("run_id")) if dist.master \
         else tracking.NoRun()  # fmt: skip
-    names = stat_names(s)
-    fixed = fixed_inputs(spec)
+    names = translate_stat_names(s) if translate else stat_names(s)
+    step_fn = translate_step if translate else train_step
+    fixed = fixed_sources(images, labels.cpu(), spec.num_classes) if translate else fixed_inputs(spec)
     open_log = LossLog if dist.master else NoLog
     log = open_log(paths.train_losses, start, names)
     watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None, master=dist.master)
@@ -177,7 +213,8 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
             rng = {**rngs[0], "ranks": rngs} if dist.ddp else rngs[0]
             checkpoint.save(paths.checkpoint, {**s.state_dict(), "spec": spec.to_dict(),
                             "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names),
-                            "rng": rng, "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
+                            "domains": domain_names, "domain_patterns": cfg.translate.domains, "rng": rng,
+                            "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
         dist.barrier()  # no rank reads it (a rollback) before it is whole
         watchdog.good_step = step
 
@@ -187,7 +224,9 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         with runtime.StopFlag() as stop, tqdm(total=tc.steps, initial=start, desc="train", unit="step",
                                               disable=not show, mininterval=1.0) as bar:  # fmt: skip
             while step < tc.steps:
-                acc += train_step(s, next_batch)
+                if s.decay is not None:
+                    s.schedule()
+                acc += step_fn(s, next_batch)
                 dist.average_buffers([s.G, s.D, s.G_ema, s.objective, s.augment])
                 n_acc, step = n_acc + 1, step + 1
                 faults.reach("train.step")
@@ -215,7 +254,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
                     run.log_metrics(step, {**values, "grad_norm": grad_norm} if s.check_grads else values)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
                 if sample_now and dist.master:
-                    _snapshot(s, fixed, step, paths, run)
+                    _snapshot(s, fixed, step, paths, run, translate)
                 if checkpoint_now:
                     save_checkpoint(step)
                 if stopping:
@@ -250,11 +289,14 @@ def _rank_rng(rng: dict[str, Any], dist: runtime.Dist, reseed: int) -> dict[str,
     return {**rng, "torch": gen.get_state()}
 
 
-def _snapshot(s: System, fixed: tuple[list[int], torch.Tensor | None, int], step: int, paths: Paths,
-              run: tracking.TrainRun) -> None:  # fmt: skip
+def _snapshot(s: System, fixed: tuple[Any, ...], step: int, paths: Paths, run: tracking.TrainRun,
+              translate: bool) -> None:  # fmt: skip
     paths.samples_dir.mkdir(parents=True, exist_ok=True)
     snap = paths.samples_dir / f"step_{step:06d}.png"
-    sample_grid(s, *fixed, snap)
+    if translate:  # each domain's sources, then their translations into the others
+        translation_grid(s.G_ema, *fixed, s.spec.num_classes, snap)
+    else:
+        sample_grid(s, *fixed, snap)
     with atomic_path(paths.samples_latest) as tmp:
         tmp.write_bytes(snap.read_bytes())
     run.log_artifact(snap, "samples")

@@ -42,3 +42,30 @@ class BatchSampler:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+
+class DomainSampler:
+    """Batches balanced over domains (image translation): row i of a batch comes from domain (i + offset) % K,
+    offset random per batch, the image uniformly among that domain's; images with domain -1 are never drawn."""
+
+    def __init__(self, domains: torch.Tensor, batch_size: int, seed: int) -> None:
+        k = int(domains.max()) + 1
+        members = [torch.nonzero(domains == d).flatten() for d in range(k)]
+        self.flat = torch.cat(members)
+        self.sizes = torch.tensor([len(m) for m in members])
+        self.starts = torch.cumsum(self.sizes, 0) - self.sizes
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> torch.Tensor:
+        g, k = self.generator, len(self.sizes)
+        offset = torch.randint(k, (1,), generator=g)
+        which = (torch.arange(self.batch_size) + offset) % k
+        picks = (torch.rand(self.batch_size, generator=g) * self.sizes[which]).long()
+        return self.flat[self.starts[which] + picks]
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)

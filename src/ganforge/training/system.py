@@ -22,6 +22,7 @@ from ganforge.errors import GanforgeError
 from ganforge.models import DOutput, ModelSpec, build
 from ganforge.training.augment import AUGMENTS
 from ganforge.training.objective import Objective
+from ganforge.training.objective.cycle import CycleTerms
 from ganforge.training.runtime import Dist
 
 
@@ -67,10 +68,14 @@ class System:
         self.noise_gen = torch.Generator(device).manual_seed(tc.seed)  # G's latents (augmentation: torch's own)
         self.objective = make_objective(tc, heads=getattr(self.D, "num_heads", 1)).to(device)
         self.augment = make_augment(tc).to(device)
+        # translation families: cycle/identity weights and the history pool (None for generative ones)
+        self.translation = CycleTerms(spec).to(device) if spec.task == "translate" else None
         fused = fused and device.type in ("cuda", "cpu")  # one kernel per optimiser step, not one per tensor
         betas = (tc.beta1, tc.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tc.lr_d, betas=betas, fused=fused)
+        self.base_lr = (tc.lr_g, tc.lr_d)  # before the schedule (train.lr_decay_start) and after rollbacks
+        self.decay = (tc.lr_decay_start * tc.steps, tc.steps) if tc.lr_decay_start < 1 else None
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         self.step_count = 0
         self.check_grads = tc.grad_norm_limit > 0
@@ -79,7 +84,8 @@ class System:
     # --- what the checkpoint holds ---------------------------------------------------------------------------
     @property
     def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "objective": self.objective, "augment": self.augment}
+        mods = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "objective": self.objective, "augment": self.augment}
+        return mods | ({"translation": self.translation} if self.translation is not None else {})
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -167,7 +173,7 @@ class System:
         out = {}
         for name, m in self.modules.items():
             for key, t in m.state_dict().items():
-                if isinstance(t, torch.Tensor):
+                if isinstance(t, torch.Tensor) and not key.startswith("pool."):  # each rank pools its own fakes
                     raw = t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
                     out[f"{name}.{key}"] = hashlib.sha256(raw).hexdigest()
         return out
@@ -181,6 +187,17 @@ class System:
         return None
 
     def set_lr(self, lr_g: float, lr_d: float) -> None:
-        for opt, lr in ((self.opt_G, lr_g), (self.opt_D, lr_d)):
+        """New base learning rates (a rollback lowers them), under the schedule at the current step."""
+        self.base_lr = (lr_g, lr_d)
+        self.schedule()
+
+    def schedule(self) -> None:
+        """The learning rates for the next step: the base ones, or after train.lr_decay_start a linear fall
+        towards 0 at train.steps (CycleGAN's schedule)."""
+        factor = 1.0
+        if self.decay is not None and self.step_count >= self.decay[0]:
+            start, end = self.decay
+            factor = max(0.0, 1.0 - (self.step_count - start) / (end - start + 1))
+        for opt, lr in zip((self.opt_G, self.opt_D), self.base_lr, strict=True):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * factor
