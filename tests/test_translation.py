@@ -28,7 +28,7 @@ from ganforge.training import checkpoint, loop
 from ganforge.training.loop import train
 from ganforge.training.objective.cycle import HistoryPool
 from ganforge.training.sampler import DomainSampler
-from ganforge.training.translation import content_keys, domain_table
+from ganforge.training.translation import content_keys, counterparts, domain_table
 
 from .conftest import ROOT
 from .test_train import states_equal
@@ -92,6 +92,9 @@ def test_domains_from_class_names_and_patterns():
     assert table.tolist() == [0, 0, 1, 1, -1] and domains == ["hw_*", "ty_*"]
     assert content_keys(names, ["hw_*", "ty_*"]) == ["0", "1", "0", "1", None]
     assert domain_table(names, [])[0].tolist() == [0, 1, 2, 3, 4]
+    # what D's class head expects of a translation: the target domain's class with the same content
+    assert counterparts(names, ["hw_*", "ty_*"]).tolist() == [[0, 2], [1, 3], [0, 2], [1, 3], [-1, -1]]
+    assert counterparts(names[:3], [])[:, 2].tolist() == [2, 2, 2]  # one class per domain: that class
     with pytest.raises(GanforgeError, match=r"'x_\*' matches no class of the prepared data \(hw_0, hw_1"):
         domain_table(names, ["hw_*", "x_*"])
     with pytest.raises(GanforgeError, match="class 'hw_0' is in 'hw_\\*' and 'hw_0'"):
@@ -145,16 +148,15 @@ def test_translators_map_images_to_images_of_each_target(family):
     out = D(y, target)
     assert out.logits[0].shape[0] == 5
     if family == "stargan":
-        assert out.class_logits.shape == (5, 4) and torch.equal(out.class_target, target)
+        assert out.class_logits.shape == (5, 4) and out.class_target is None  # the step knows the targets
 
 
 @pytest.mark.parametrize("family", ["cyclegan", "stargan"])
 def test_training_resumes_exactly(tmp_path, styles16, family, monkeypatch):
     """Interrupted (Ctrl-C) at step 3 of 6 and resumed = 6 straight, with the learning-rate decay (from step 3 on),
     the history pool and StarGAN's 3 domains."""
-    extra = (
-        ["train.model.d_layers=2", "translate.domains=[handwritten_*, sans_*, serif_*]"] if family == "stargan" else []
-    )
+    three = ["train.model.d_layers=2", "translate.domains=[handwritten_*, sans_*, serif_*]"]
+    extra = three if family == "stargan" else ["train.class_loss=1.0"]  # cyclegan with its class head
     straight = workdir(tmp_path, styles16, "straight")
     s = train(cfg("train.steps=6", *extra, family=family), straight, progress=False)
     assert s.steps == 6 and s.loss_g == s.loss_g
@@ -175,7 +177,11 @@ def test_training_resumes_exactly(tmp_path, styles16, family, monkeypatch):
     states_equal(a, b)
     for name, t in a["translation"].items():  # the history pool too
         assert torch.equal(t, b["translation"][name]), name
-    assert a["domains"] == (["handwritten_*", "sans_*", "serif_*"] if extra else ["handwritten_*", "sans_*"])
+    stargan = family == "stargan"
+    assert a["domains"] == (["handwritten_*", "sans_*", "serif_*"] if stargan else ["handwritten_*", "sans_*"])
+    assert a["spec"]["model"]["classes"] == 40  # D's class head covers the data's 4 styles x 10 digits
+    assert stargan or any(k.startswith("classify.") for k in a["D"])
+    assert a["translation"]["counterpart"][3].tolist()[:2] == [3, 13]  # handwritten_3 -> itself, sans_3
     lrs = [g["lr"] for g in a["opt_G"]["param_groups"]]
     assert 0 < lrs[0] < a["config"]["train"]["lr_g"]  # decayed from half the steps on
     grid = Image.open(straight.samples_latest)  # per domain: a row of sources, then one per other domain
@@ -291,3 +297,44 @@ def test_old_catalogs_read_with_empty_translation_columns(tmp_path):
     back = catalog.read(tmp_path / "catalog.parquet")
     assert list(back.columns) == list(catalog.SCHEMA)
     assert isinstance(back, pd.DataFrame)
+
+
+def test_a_registered_translator_takes_images_and_restyles_the_library(trained, tmp_path, monkeypatch, capsys):
+    """evaluate's registry step logs a translator as a pyfunc that takes images (paths, bytes or arrays) and a
+    target domain; `ganforge translate --model champion` uses it, its rows naming the version."""
+    import mlflow
+
+    from ganforge import registry, tracking
+    from ganforge.config import GateConfig, RegistryConfig
+
+    paths, _ = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = tracking.mlflow_client()
+    exp = client.create_experiment("translators", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    rc = RegistryConfig(model_name="styles", gate=GateConfig(min={"content_accuracy": 0.0}))
+    got = registry.evaluate_and_register(rc, client.create_run(exp).info.run_id, paths.checkpoint,
+                                         {"fid": 1.0, "content_accuracy": 0.5})  # fmt: skip
+    assert got["promoted"] and got["version"] == 1
+    folder = _digit_folder(tmp_path / "in", 3)
+    model = mlflow.pyfunc.load_model("models:/styles@champion")
+    files = [str(folder / f"{i}.png") for i in range(3)]
+    out = model.predict(pd.DataFrame({"image": files, "target": ["sans_*", "sans_*", 0]}))
+    assert out.shape == (3, 1, 16, 16) and out.dtype == np.uint8
+    array = np.asarray(Image.open(files[1]))  # [H, W] uint8: the same image as its file
+    again = model.predict(pd.DataFrame({"image": [array], "target": ["sans_*"]}))
+    assert np.array_equal(again[0], out[1])
+    with pytest.raises(ValueError, match=r"unknown domain 'serif_\*'; known: 0=handwritten_\*, 1=sans_\*"):
+        model.predict(pd.DataFrame({"image": files[:1], "target": ["serif_*"]}))
+
+    project = tmp_path / "p"
+    shutil.copytree(paths.root, project)
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    monkeypatch.chdir(project)
+    args = ["translate", "--model", "champion", "--set", "registry.model_name=styles", "--input", str(folder),
+            "--to", "sans_*"]  # fmt: skip
+    assert main(args) == 0
+    assert "3 new translations into sans_* (0 already present, 1 input files skipped" in capsys.readouterr().out
+    df = catalog.read(project / "library" / "catalog.parquet")
+    assert set(df["model_name"]) == {"styles"} and set(df["model_version"]) == {"1"}
+    assert set(df["source"]) == {"models:/styles/1"}

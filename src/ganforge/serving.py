@@ -47,7 +47,11 @@ def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]
     meta = {"spec": spec, "class_names": list(checkpoint.get("class_names") or [])}
     if "domains" in checkpoint:  # a translator: its domains, and how its input images are normalised
         data = (checkpoint.get("config") or {}).get("data") or {}
-        meta |= {"domains": list(checkpoint["domains"]), "data": {k: data[k] for k in NORMALISE if k in data}}
+        sized = {k: data[k] for k in NORMALISE if k in data} | {
+            "resolution": spec["resolution"],
+            "channels": spec["channels"],
+        }
+        meta |= {"domains": list(checkpoint["domains"]), "data": sized}
     files["spec"].write_text(json.dumps(meta))
     return {k: str(v) for k, v in files.items()}
 

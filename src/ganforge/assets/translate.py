@@ -64,9 +64,11 @@ def _not_a_translator(what: str, family: str) -> GanforgeError:
     )
 
 
-def _data_config(config: dict[str, Any]) -> DataConfig:
+def _data_config(config: dict[str, Any], spec: ModelSpec) -> DataConfig:
+    """How the translator's inputs are sized: its spec's resolution and channels, the data's fit and filter."""
     data = (config or {}).get("data") or {}
-    return DataConfig(**{k: data[k] for k in NORMALISE if k in data})
+    keys = {k: data[k] for k in NORMALISE if k in data}
+    return DataConfig(**{**keys, "resolution": spec.resolution, "channels": spec.channels})
 
 
 def open_translator(cfg: Config, paths: Paths) -> Translator:
@@ -86,7 +88,7 @@ def open_translator(cfg: Config, paths: Paths) -> Translator:
         run_id = ""
         if paths.mlflow_run.exists() and path.resolve() == paths.checkpoint.resolve():
             run_id = str(json.loads(paths.mlflow_run.read_text()).get("run_id", ""))
-        data = _data_config(state.get("config") or {})
+        data = _data_config(state.get("config") or {}, spec)
         return Translator(G.eval().requires_grad_(False), spec, list(state["domains"]), data, "", "",
                           sha256_file(path), run_id, f"checkpoint:{tc.checkpoint}")  # fmt: skip
     if not cfg.tracking.enabled:

@@ -40,6 +40,14 @@ class CycleGANConfig(FamilyConfig):
     cycle: float = Field(10.0, ge=0.0, le=1000.0)  # lambda: L1 of x against G(G(x)) both ways
     identity: float = Field(0.5, ge=0.0, le=100.0)  # x lambda: L1 of x against its own domain's G(x)
     pool_size: int = Field(50, ge=0, le=10_000)  # D also sees fakes from this many earlier ones (0: off)
+    # std of Gaussian noise on a translation before it is translated back (Chu et al. 2017: a cycle can hide what
+    # it needs in faint patterns instead of in what the image shows; noise drowns them); 0 = off, as in the paper
+    cycle_noise: float = Field(0.0, ge=0.0, le=2.0)
+    # D's class head (train.class_loss > 0: a small classifier beside the two PatchGANs) over the prepared data's
+    # classes, set by train (0: no head). D then also classifies what it sees (a real image: its class; a
+    # translation: the class of the target domain with the source's content, "typeset_3" for a handwritten 3),
+    # and G is pushed to keep that class
+    classes: int = Field(0, ge=0, le=100_000)
 
     def latent_dim(self, frames: int) -> int:
         return 0
@@ -58,8 +66,7 @@ def route(nets: nn.ModuleList, x: torch.Tensor, which: torch.Tensor) -> torch.Te
     order = torch.argsort(which, stable=True)
     counts = torch.bincount(which, minlength=len(nets)).tolist()
     parts = [net(chunk) for net, chunk in zip(nets, torch.split(x[order], counts), strict=True) if len(chunk)]
-    out = torch.cat(parts)
-    return out[torch.argsort(order)]
+    return torch.cat(parts)[torch.argsort(order)]
 
 
 class ResBlock(nn.Module):
@@ -98,19 +105,32 @@ class ResnetGenerator(nn.Module):
         return self.net(x)
 
 
-def patch_discriminator(channels: int, width: int, layers: int, norm: bool = True) -> nn.Sequential:
+class PatchDiscriminator(nn.Module):
     """PatchGAN: `layers` 4x4 stride-2 convs, one stride-1, then one logit per patch."""
-    mods: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-    c = width
-    for i in range(1, layers + 1):
-        out = width * min(2**i, 8)
-        stride = 2 if i < layers else 1
-        mods += [nn.Conv2d(c, out, 4, stride, 1)]
-        mods += [nn.InstanceNorm2d(out, affine=True)] if norm else []
-        mods += [nn.LeakyReLU(0.2, True)]
-        c = out
-    mods.append(nn.Conv2d(c, 1, 4, 1, 1))
-    return nn.Sequential(*mods)
+
+    def __init__(self, channels: int, width: int, layers: int) -> None:
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        c = width
+        for i in range(1, layers + 1):
+            out = width * min(2**i, 8)
+            stride = 2 if i < layers else 1
+            mods += [nn.Conv2d(c, out, 4, stride, 1), nn.InstanceNorm2d(out, affine=True), nn.LeakyReLU(0.2, True)]
+            c = out
+        self.trunk = nn.Sequential(*mods)
+        self.out = nn.Conv2d(c, 1, 4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x))
+
+
+def class_head(channels: int, width: int, classes: int) -> nn.Sequential:
+    """A small classifier of whole images (no normalisation: real and translated images are classified alike,
+    whatever else is in the batch): three 4x4 stride-2 convs, global average pooling, a linear layer."""
+    mods: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2, True)]
+    for i in range(3):
+        mods += [nn.Conv2d(width << i, width << (i + 1), 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    return nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width << 3, classes))
 
 
 class PairGenerator(nn.Module):
@@ -125,15 +145,18 @@ class PairGenerator(nn.Module):
 
 
 class PairDiscriminator(nn.Module):
-    """D(x, domain): row i judged by the discriminator of domain[i]."""
+    """D(x, domain): row i judged by the discriminator of domain[i]; with a class head (`classify`), the class
+    logits of every row too."""
 
-    def __init__(self, d_a: nn.Module, d_b: nn.Module) -> None:
+    def __init__(self, d_a: nn.Module, d_b: nn.Module, classify: nn.Module | None = None) -> None:
         super().__init__()
         self.nets = nn.ModuleList([d_a, d_b])
+        self.classify = classify
 
     def forward(self, x: torch.Tensor, domain: torch.Tensor | None) -> DOutput:
         assert domain is not None
-        return DOutput((route(self.nets, x, domain),))
+        logits = (route(self.nets, x, domain),)
+        return DOutput(logits, self.classify(x)) if self.classify is not None else DOutput(logits)
 
 
 def init_weights(m: nn.Module) -> None:
@@ -157,7 +180,8 @@ def build(spec: ModelSpec) -> nn.ModuleDict:
         raise ValueError("cyclegan needs a power-of-two resolution of at least 16")
     blocks, layers = cfg.n_blocks(spec.resolution), cfg.n_d_layers(spec.resolution)
     G = PairGenerator(*(ResnetGenerator(spec.channels, cfg.g_width, blocks) for _ in range(2)))
-    D = PairDiscriminator(*(patch_discriminator(spec.channels, cfg.d_width, layers) for _ in range(2)))
+    head = class_head(spec.channels, 2 * cfg.d_width, cfg.classes) if cfg.classes else None
+    D = PairDiscriminator(*(PatchDiscriminator(spec.channels, cfg.d_width, layers) for _ in range(2)), head)
     nets = nn.ModuleDict({"G": G, "D": D})
     nets.apply(init_weights)
     return nets

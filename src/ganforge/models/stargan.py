@@ -39,6 +39,12 @@ class StarGANConfig(FamilyConfig):
     cycle: float = Field(10.0, ge=0.0, le=1000.0)  # reconstruction: L1 of x against G(G(x, c'), c)
     identity: float = Field(0.0, ge=0.0, le=100.0)  # x cycle: L1 of x against G(x, its own domain)
     pool_size: int = Field(0, ge=0, le=10_000)  # D also sees fakes from this many earlier ones (0: off)
+    # std of Gaussian noise on a translation before it is translated back (Chu et al. 2017: a cycle can hide what
+    # it needs in faint patterns instead of in what the image shows; noise drowns them); 0 = off, as in the paper
+    cycle_noise: float = Field(0.0, ge=0.0, le=2.0)
+    # D's class head: the prepared data's classes, set by train (0: the domains, as in StarGAN). With them D tells
+    # content within a domain too ("serif_3"), and G is pushed to keep the source's content in the target domain
+    classes: int = Field(0, ge=0, le=100_000)
 
     def latent_dim(self, frames: int) -> int:
         return 0
@@ -74,7 +80,7 @@ class DomainDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, domain: torch.Tensor | None) -> DOutput:
         h = self.body(x)
-        return DOutput((self.src(h),), self.cls(h).flatten(1), domain)
+        return DOutput((self.src(h),), self.cls(h).flatten(1))
 
 
 @register(StarGANConfig)
@@ -87,7 +93,7 @@ def build(spec: ModelSpec) -> nn.ModuleDict:
     if not 1 <= layers < math.log2(spec.resolution):
         raise ValueError(f"stargan: d_layers {layers} must be 1..{int(math.log2(spec.resolution)) - 1}")
     G = DomainGenerator(spec.channels, cfg.g_width, cfg.blocks, spec.num_classes)
-    D = DomainDiscriminator(spec.channels, cfg.d_width, layers, spec.resolution, spec.num_classes)
+    D = DomainDiscriminator(spec.channels, cfg.d_width, layers, spec.resolution, cfg.classes or spec.num_classes)
     nets = nn.ModuleDict({"G": G, "D": D})
     nets.G.apply(init_weights)
     return nets

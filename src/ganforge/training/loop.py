@@ -30,6 +30,7 @@ from ganforge.training.snapshots import LossLog, NoLog, fixed_inputs, sample_gri
 from ganforge.training.step import BASE_STATS, stat_names, train_step
 from ganforge.training.system import System
 from ganforge.training.translation import (
+    counterparts,
     domain_table,
     fixed_sources,
     translate_stat_names,
@@ -106,7 +107,8 @@ def open_data(cfg: Config, paths: Paths) -> tuple[PreparedData, torch.Tensor | S
 
 
 def open_domains(cfg: Config, data: PreparedData, labels: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-    """A translation family's domain of each train image (-1: in no domain) and the domains' names, checked."""
+    """A translation family's (domain, class) of each train image ([N, 2]; domain -1: in none) and the domains'
+    names, checked."""
     tc, where = cfg.train, data.out_dir
     table, names = domain_table(list(data.class_names), cfg.translate.domains)
     if data.num_classes < 2:
@@ -122,12 +124,15 @@ def open_domains(cfg: Config, data: PreparedData, labels: torch.Tensor) -> tuple
     counts = torch.bincount(domains[domains >= 0], minlength=len(names))
     if empty := [n for n, c in zip(names, counts.tolist(), strict=True) if c == 0]:
         raise GanforgeError(f"translate.domains: {empty[0]!r} has no train image in {where}")
-    return domains.to(labels.device), names
+    return torch.stack([domains, labels.cpu()], 1).to(labels.device), names  # [N, 2]: domain, class
 
 
 def model_spec(tc: TrainConfig, data: PreparedData, domains: int = 0) -> ModelSpec:
+    model = tc.model
+    if domains:  # a translator: D's class head covers the data's classes (train.class_loss), or there is none
+        model = model.model_copy(update={"classes": data.num_classes if tc.class_loss > 0 else 0})
     return ModelSpec.for_data(
-        tc.model,
+        model,
         resolution=data.resolution,
         channels=data.channels,
         num_classes=domains or (data.num_classes if tc.conditional else 0),
@@ -166,11 +171,13 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
             f"processes x train.model.pack ({spec.pack})"
         )
     s = System(tc, spec, device, amp, dist=dist)
+    if s.translation is not None and s.translation.by_class:
+        s.translation.set_counterparts(counterparts(list(data.class_names), cfg.translate.domains))
     if dist.ddp:
         torch.manual_seed(tc.seed + dist.rank)  # each rank its own augmentation (the latents: noise_gen, shared)
     # one stream of global batches, the same on every rank; each rank takes its shard of each
     sampler: BatchSampler | DomainSampler = (
-        DomainSampler(labels.cpu(), tc.batch_size, seed=tc.seed)
+        DomainSampler(labels[:, 0].cpu(), tc.batch_size, seed=tc.seed)
         if translate
         else BatchSampler(labels.cpu(), tc.batch_size, spec.pack, by_class=tc.conditional, seed=tc.seed)
     )
@@ -192,7 +199,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         else tracking.NoRun()  # fmt: skip
     names = translate_stat_names(s) if translate else stat_names(s)
     step_fn = translate_step if translate else train_step
-    fixed = fixed_sources(images, labels.cpu(), spec.num_classes) if translate else fixed_inputs(spec)
+    fixed = fixed_sources(images, labels[:, 0].cpu(), spec.num_classes) if translate else fixed_inputs(spec)
     open_log = LossLog if dist.master else NoLog
     log = open_log(paths.train_losses, start, names)
     watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None, master=dist.master)

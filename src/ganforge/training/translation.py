@@ -68,6 +68,30 @@ def content_keys(class_names: list[str], patterns: list[str]) -> list[str | None
     return out
 
 
+def counterparts(class_names: list[str], patterns: list[str]) -> torch.Tensor:
+    """[classes, domains]: the class a translation of class c into domain t should be: the class of t with c's
+    content key ("typeset_3" for "handwritten_3"), else t's only class when it has one, else -1."""
+    table, domains = domain_table(class_names, patterns)
+    keys = content_keys(class_names, patterns)
+    out = torch.full((len(class_names), len(domains)), -1, dtype=torch.long)
+    for t in range(len(domains)):
+        members = torch.nonzero(table == t).flatten().tolist()
+        by_key = {keys[m]: m for m in members if keys[m] is not None}
+        for c in range(len(class_names)):
+            if keys[c] is not None and keys[c] in by_key:
+                out[c, t] = by_key[keys[c]]
+            elif len(members) == 1:
+                out[c, t] = members[0]
+    return out
+
+
+def _class_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows whose target is known (>= 0); 0 when none is (no host sync)."""
+    ce = F.cross_entropy(logits.float(), target.clamp(min=0), reduction="none")
+    known = (target >= 0).float()
+    return (ce * known).sum() / known.sum().clamp(min=1.0)
+
+
 def targets(domains: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     """A target domain for each row, never its own: the other one of two, else a uniformly random other one."""
     if k == 2:
@@ -83,10 +107,12 @@ def translate_step(s: System, next_batch: Callable[[], Batch]) -> torch.Tensor:
     k = s.spec.num_classes
     extra: dict[str, torch.Tensor] = {}
 
-    # (1) Update D: real images as their domain, translations (some from the pool) as their target
+    # (1) Update D: real images as their domain, translations (some from the pool) as their target; D's class head
+    # (train.class_loss) learns the real images' classes (or domains)
     for i in range(obj.n_critic):
-        real, dom = next_batch()
-        assert dom is not None
+        real, y = next_batch()
+        assert y is not None
+        dom, cls = y[:, 0], y[:, 1]  # domain, class of the prepared data
         tgt = targets(dom, k, s.noise_gen)
         with torch.set_grad_enabled(i == obj.n_critic - 1), s.autocast():  # G's graph: only the last fakes
             fake = s.G(real, tgt)
@@ -94,7 +120,10 @@ def translate_step(s: System, next_batch: Callable[[], Batch]) -> torch.Tensor:
         with s.autocast():
             d_real = s.judge(real, dom)
             d_fake = s.judge(old, old_tgt)
-            loss_d, parts = obj.d_main(d_real, d_fake)
+            loss_d, parts = obj.d_main(d_real._replace(class_logits=None), d_fake)
+            heads = bool(obj.class_loss) and d_real.class_logits is not None
+            if heads:
+                loss_d = loss_d + obj.class_loss * _class_loss(d_real.class_logits, cls if terms.by_class else dom)
         s.update(s.opt_D, loss_d)
         extra |= parts
         aug.feedback(d_real.logits)
@@ -110,10 +139,12 @@ def translate_step(s: System, next_batch: Callable[[], Batch]) -> torch.Tensor:
     # already in the target domain
     with s.autocast():
         d_gen = s.judge(fake, tgt)
-        loss_g = obj.g_main(d_gen, None)
-        if obj.class_loss and d_gen.class_logits is not None:
-            loss_g = loss_g + obj.class_loss * F.cross_entropy(d_gen.class_logits.float(), tgt)
-        cycle = F.l1_loss(s.G(fake, dom).float(), real.float())
+        loss_g = obj.g_main(d_gen._replace(class_logits=None), None)  # the class term: below
+        if heads and d_gen.class_logits is not None:  # the class the source's content has in the target domain
+            wanted = terms.counterpart[cls, tgt] if terms.by_class else tgt
+            loss_g = loss_g + obj.class_loss * _class_loss(d_gen.class_logits, wanted)
+        seen = fake + terms.noise * torch.randn_like(fake) if terms.noise else fake  # what the way back sees
+        cycle = F.l1_loss(s.G(seen, dom).float(), real.float())
         loss_g = loss_g + terms.cycle * cycle
         identity = torch.zeros((), device=s.device)
         if terms.identity:
@@ -137,7 +168,8 @@ def translate_stat_names(s: System) -> tuple[str, ...]:
 
 
 def fixed_sources(images: torch.Tensor, domains: torch.Tensor, k: int, per: int = 8) -> tuple[torch.Tensor, ...]:
-    """The same sources at every snapshot: the first `per` train images of each domain (uint8), their domains."""
+    """The same sources at every snapshot: the first `per` train images of each domain (uint8), their domains
+    (`domains`: one per image, -1 for none)."""
     picks = [torch.nonzero(domains == d).flatten()[:per] for d in range(k)]
     idx = torch.cat(picks)
     return images[idx.to(images.device) if isinstance(images, torch.Tensor) else idx], domains[idx]

@@ -52,4 +52,13 @@ class CycleTerms(nn.Module):
         cfg = spec.config
         self.cycle = float(getattr(cfg, "cycle", 10.0))
         self.identity = float(getattr(cfg, "identity", 0.0))
+        self.noise = float(getattr(cfg, "cycle_noise", 0.0))
+        # D's class head over the data's classes (`classes`, train.class_loss > 0; else none, or StarGAN's over
+        # the domains): the class a translation of class c into domain t should be, -1 for none (set_counterparts)
+        classes = int(getattr(cfg, "classes", 0))
+        self.by_class = classes > 0
+        self.register_buffer("counterpart", torch.full((classes, spec.num_classes), -1, dtype=torch.long))
         self.pool = HistoryPool(int(getattr(cfg, "pool_size", 0)), (spec.channels, spec.resolution, spec.resolution))
+
+    def set_counterparts(self, table: torch.Tensor) -> None:
+        self.counterpart.copy_(table)
