@@ -243,15 +243,16 @@ def cmd_report(args: argparse.Namespace) -> str:
         if "cas" in ev:
             acc += f", CAS {ev['cas']:.3f} ({ev['cas_ratio']:.0%} of real data's {ev['cas_real']:.3f})"
         print("Quality")
-        if "content_accuracy" in ev:  # a translator
+        if "fid_untranslated" in ev:  # a translator
+            kept = (f", content kept {ev['content_accuracy']:.3f}, target domain reached {ev['domain_accuracy']:.3f}"
+                    if "content_accuracy" in ev else "")  # fmt: skip
             print(
-                f"  FID to the target domain {ev['fid']:.3f} (untranslated {ev['fid_untranslated']:.3f}), content kept "
-                f"{ev['content_accuracy']:.3f}, target domain reached {ev['domain_accuracy']:.3f}, cycle L1 "
-                f"{ev['cycle_l1']:.4f} ({p['extractor']} features, {p['directions']} directions)"
+                f"  FID to the target domain {ev['fid']:.3f} (untranslated {ev['fid_untranslated']:.3f}){kept}, "
+                f"cycle L1 {ev['cycle_l1']:.4f} ({p['extractor']} features, {p['directions']} directions)"
             )
             for direction, row in ev["directions"].items():
-                kept = row["content_accuracy"]
-                print(f"    {direction}: FID {row['fid']:.3f}, content kept {kept:.3f} (n {row['n']})")
+                content = f", content kept {row['content_accuracy']:.3f}" if "content_accuracy" in row else ""
+                print(f"    {direction}: FID {row['fid']:.3f}{content} (n {row['n']})")
         else:
             print(
                 f"  FID {ev['fid']:.3f}{acc}, precision {ev['precision']:.3f}, recall {ev['recall']:.3f} "

@@ -82,9 +82,10 @@ class EvalSummary:
             parts.append("motion n/a" if v["motion"] is None else f"motion {v['motion']:.2f}")
             parts.append("FVD not computed" if v["fvd"] is None else f"FVD {v['fvd']:.1f}")
             sizes = f"n_real {p['n_real']} / n_fake {p['n_fake']} clips of {p['frames_per_clip']} frames"
-        elif "content_accuracy" in s:
+        elif "fid_untranslated" in s:  # a translator
             parts = [f"FID to the target domain {s['fid']:.3f} (untranslated {s['fid_untranslated']:.3f})"]
-            parts += [f"content kept {s['content_accuracy']:.3f}", f"target domain {s['domain_accuracy']:.3f}"]
+            if "content_accuracy" in s:  # an extractor with class logits (the in-domain classifier)
+                parts += [f"content kept {s['content_accuracy']:.3f}", f"target domain {s['domain_accuracy']:.3f}"]
             parts += [f"cycle L1 {s['cycle_l1']:.4f}"]
             sizes = f"{p['directions']} directions, up to {p['n_per_direction']} {p['split']} images each"
         else:
