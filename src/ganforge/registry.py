@@ -28,6 +28,7 @@ from typing import Any
 
 from ganforge.config import Config, GateConfig, RegistryConfig
 from ganforge.errors import GanforgeError
+from ganforge.models import ModelSpec
 from ganforge.paths import Paths, sha256_file
 from ganforge.tracking import TrainRun, evaluation_run_id, mlflow_client, tracking_uri
 
@@ -98,7 +99,7 @@ def _log_sampler(model_id: str, run_id: str, state: dict[str, Any], artifact_nam
         code = Path(tmp) / "code" / "ganforge"
         shutil.copytree(Path(__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         entry = Path(tmp) / "sampler.py"
-        translator = "domains" in state  # a translator takes images, not seeds
+        translator = ModelSpec.from_dict(spec).task == "translate"  # a translator takes images, not seeds
         entry.write_text(_TRANSLATOR_ENTRY if translator else _ENTRY)
         info = Model.log(  # = mlflow.pyfunc.log_model, for a given run rather than the (thread-local) active one
             name=artifact_name,

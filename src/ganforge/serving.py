@@ -45,7 +45,7 @@ def write_artifacts(checkpoint: dict[str, Any], out_dir: Path) -> dict[str, str]
         torch.save({k: v.detach().cpu() for k, v in checkpoint["D"].items()}, files["discriminator"])
     spec = ModelSpec.from_dict(checkpoint["spec"]).to_dict()  # an older checkpoint's flat spec: the current form
     meta = {"spec": spec, "class_names": list(checkpoint.get("class_names") or [])}
-    if "domains" in checkpoint:  # a translator: its domains, and how its input images are normalised
+    if ModelSpec.from_dict(spec).task == "translate":  # a translator: its domains, how its inputs are sized
         data = (checkpoint.get("config") or {}).get("data") or {}
         sized = {k: data[k] for k in NORMALISE if k in data} | {
             "resolution": spec["resolution"],

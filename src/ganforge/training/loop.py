@@ -200,6 +200,8 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     names = translate_stat_names(s) if translate else stat_names(s)
     step_fn = translate_step if translate else train_step
     fixed = fixed_sources(images, labels[:, 0].cpu(), spec.num_classes) if translate else fixed_inputs(spec)
+    # a translator's checkpoint names its domains (the translate stage, evaluate and the pyfunc read them)
+    domains = {"domains": domain_names, "domain_patterns": list(cfg.translate.domains)} if translate else {}
     open_log = LossLog if dist.master else NoLog
     log = open_log(paths.train_losses, start, names)
     watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None, master=dist.master)
@@ -219,9 +221,8 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         if dist.master:
             rng = {**rngs[0], "ranks": rngs} if dist.ddp else rngs[0]
             checkpoint.save(paths.checkpoint, {**s.state_dict(), "spec": spec.to_dict(),
-                            "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names),
-                            "domains": domain_names, "domain_patterns": cfg.translate.domains, "rng": rng,
-                            "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
+                            "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names), **domains,
+                            "rng": rng, "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
         dist.barrier()  # no rank reads it (a rollback) before it is whole
         watchdog.good_step = step
 
