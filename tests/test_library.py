@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ganforge.assets import build as build_mod
-from ganforge.assets import catalog
+from ganforge.assets import catalog, writer
 from ganforge.assets.build import build_library
 from ganforge.assets.video import probe
 from ganforge.config import apply_overrides, load_config
@@ -121,7 +121,7 @@ def test_killed_build_resumes_without_duplicates_or_orphans(project, tmp_path, m
     build_library(cfg_with(), reference, progress=False)
     want = catalog.read(reference.catalog)
 
-    monkeypatch.setattr(build_mod, "FLUSH_EVERY", 4)
+    monkeypatch.setattr(writer, "FLUSH_EVERY", 4)
     real_add, calls = build_mod.Catalog.add, []
 
     def dying_add(self, row):

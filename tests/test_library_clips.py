@@ -13,7 +13,7 @@ from PIL import Image
 
 from ganforge import serving
 from ganforge.assets import build as build_mod
-from ganforge.assets import catalog, scoring
+from ganforge.assets import catalog, scoring, writer
 from ganforge.assets.build import build_library
 from ganforge.assets.source import check_data, from_checkpoint
 from ganforge.assets.video import probe, upscale
@@ -150,7 +150,7 @@ def test_clip_regenerates_exactly_from_its_row_through_the_sampler(built, tmp_pa
 def test_killed_build_resumes_and_a_rebuild_adds_nothing(base, built, tmp_path, monkeypatch):
     want = catalog.read(built[0].catalog)
     paths = copy_video_project(base, tmp_path / "p")
-    monkeypatch.setattr(build_mod, "FLUSH_EVERY", 4)
+    monkeypatch.setattr(writer, "FLUSH_EVERY", 4)
     real_add, calls = build_mod.Catalog.add, []
 
     def dying_add(self, row):

@@ -65,6 +65,8 @@ class Catalog:
 
     def add(self, row: dict[str, Any]) -> None:
         row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
+        for col in catalog.ADDED_LATER:  # a generated asset has no parent nor domain
+            row.setdefault(col, None)
         self.new_rows.append(row)
         key = catalog.address(row["model_sha256"], row["kind"], row["seeds"], row["classes"], row["truncation"])
         self.known.add(key)
