@@ -33,6 +33,7 @@ generated samples (digits, torchvision, moving_digits) are processed inline.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import glob
 import hashlib
 import json
@@ -218,6 +219,7 @@ class _Crashed:
 def _serve(conn: Connection, fn: Callable[..., Any], cfg: DataConfig) -> None:
     """A worker process: `fn(item, cfg, {})` for each (seq, item) received, answered (seq, ok, value)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
+    faulthandler.disable()  # a decoder that crashes is a manifest row, not a Python traceback on the terminal
     while True:
         try:
             job = conn.recv()
