@@ -479,6 +479,7 @@ def _evaluate_translation(
         if len(sources) < 2:
             raise GanforgeError(f"evaluate: the {ec.split} split has {len(sources)} images of domain {source_name!r}")
         x, y = real[sources], labels[sources]
+        source_features = real_features[sources]  # the untranslated sources: features already extracted
         for t, target_name in enumerate(domains):
             if t == d:
                 continue
@@ -488,7 +489,6 @@ def _evaluate_translation(
             out = translate(G, x, t, ec.batch_size)
             back = translate(G, out, d, ec.batch_size)
             features, logits = extract(out)
-            source_features, _ = extract(x)
             size = min(ec.kid_subset_size, len(reference), len(out))
             row = compute_scores(reference, features, k=ec.k, kid_subsets=ec.kid_subsets, kid_subset_size=size,
                                  seed=ec.seed)  # fmt: skip
