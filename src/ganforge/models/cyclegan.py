@@ -21,36 +21,39 @@ from torch import nn
 from ganforge.models.base import DOutput, FamilyConfig, ModelSpec, register
 
 
-class CycleGANConfig(FamilyConfig):
-    """`train.model` of family cyclegan (two image domains): the networks' sizes and the cycle terms' weights."""
+class TranslatorConfig(FamilyConfig):
+    """What every translation family's config has: the terms beside the adversarial loss (the step that uses them:
+    `training/translation.py`) and D's class head."""
+
+    task: ClassVar[str] = "translate"
+    cycle: float = Field(10.0, ge=0.0, le=1000.0)  # lambda: L1 of x against its translation translated back
+    identity: float = Field(0.5, ge=0.0, le=100.0)  # x lambda: L1 of x against its own domain's G(x)
+    pool_size: int = Field(50, ge=0, le=10_000)  # D also sees fakes from this many earlier ones (0: off)
+    # std of Gaussian noise on a translation before it is translated back (Chu et al. 2017: a cycle can hide what
+    # it needs in faint patterns instead of in what the image shows; noise drowns them); 0 = off, as in the paper
+    cycle_noise: float = Field(0.0, ge=0.0, le=2.0)
+    # D's class head (train.class_loss > 0) over the prepared data's classes, set by train (0: no head). D then also
+    # classifies what it sees (a real image: its class; a translation: the class of the target domain with the
+    # source's content, "typeset_3" for a handwritten 3), and G is pushed to keep that class
+    classes: int = Field(0, ge=0, le=100_000)
+
+    def latent_dim(self, frames: int) -> int:
+        return 0
+
+
+class CycleGANConfig(TranslatorConfig):
+    """`train.model` of family cyclegan (two image domains): the networks' sizes (the cycle terms: TranslatorConfig)."""
 
     kind: ClassVar[str] = "image"
-    task: ClassVar[str] = "translate"
     # CycleGAN's: LSGAN, Adam (0.5, 0.999) at 2e-4, the rate constant for half the steps then down to 0
     recipe: ClassVar[dict[str, Any]] = {
         "loss": "lsgan", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "lr_decay_start": 0.5,
     }  # fmt: skip
     family: Literal["cyclegan"] = "cyclegan"
     g_width: int = Field(64, ge=4, le=1024)  # channels after G's first conv (x4 in the residual blocks)
-    blocks: Annotated[int, Field(ge=1, le=32)] | Literal["auto"] = (
-        "auto"  # residual blocks; auto: 9 from 256 px, else 6
-    )
+    blocks: Annotated[int, Field(ge=1, le=32)] | Literal["auto"] = "auto"  # residual blocks; auto: 9 from 256 px
     d_width: int = Field(64, ge=4, le=1024)  # channels of D's first conv
     d_layers: Annotated[int, Field(ge=1, le=8)] | Literal["auto"] = "auto"  # stride-2 convs in D; auto: 3 from 64 px
-    cycle: float = Field(10.0, ge=0.0, le=1000.0)  # lambda: L1 of x against G(G(x)) both ways
-    identity: float = Field(0.5, ge=0.0, le=100.0)  # x lambda: L1 of x against its own domain's G(x)
-    pool_size: int = Field(50, ge=0, le=10_000)  # D also sees fakes from this many earlier ones (0: off)
-    # std of Gaussian noise on a translation before it is translated back (Chu et al. 2017: a cycle can hide what
-    # it needs in faint patterns instead of in what the image shows; noise drowns them); 0 = off, as in the paper
-    cycle_noise: float = Field(0.0, ge=0.0, le=2.0)
-    # D's class head (train.class_loss > 0: a small classifier beside the two PatchGANs) over the prepared data's
-    # classes, set by train (0: no head). D then also classifies what it sees (a real image: its class; a
-    # translation: the class of the target domain with the source's content, "typeset_3" for a handwritten 3),
-    # and G is pushed to keep that class
-    classes: int = Field(0, ge=0, le=100_000)
-
-    def latent_dim(self, frames: int) -> int:
-        return 0
 
     def n_blocks(self, resolution: int) -> int:
         return self.blocks if self.blocks != "auto" else (9 if resolution >= 256 else 6)

@@ -18,15 +18,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ganforge.models.base import DOutput, FamilyConfig, ModelSpec, register
-from ganforge.models.cyclegan import ResnetGenerator, init_weights
+from ganforge.models.base import DOutput, ModelSpec, register
+from ganforge.models.cyclegan import ResnetGenerator, TranslatorConfig, init_weights
 
 
-class StarGANConfig(FamilyConfig):
+class StarGANConfig(TranslatorConfig):
     """`train.model` of family stargan (two or more image domains): the networks' sizes and the terms' weights."""
 
     kind: ClassVar[str] = "image"
-    task: ClassVar[str] = "translate"
     recipe: ClassVar[dict[str, Any]] = {
         "loss": "wgan", "gp.weight": 10.0, "n_critic": 5, "class_loss": 1.0, "lr_g": 1e-4, "lr_d": 1e-4,
         "beta1": 0.5, "beta2": 0.999, "lr_decay_start": 0.5,
@@ -36,18 +35,9 @@ class StarGANConfig(FamilyConfig):
     blocks: int = Field(6, ge=1, le=32)  # residual blocks
     d_width: int = Field(64, ge=4, le=1024)  # channels of D's first conv (doubling per stride-2 conv)
     d_layers: Annotated[int, Field(ge=1, le=8)] | Literal["auto"] = "auto"  # stride-2 convs in D; auto: to 2x2
-    cycle: float = Field(10.0, ge=0.0, le=1000.0)  # reconstruction: L1 of x against G(G(x, c'), c)
-    identity: float = Field(0.0, ge=0.0, le=100.0)  # x cycle: L1 of x against G(x, its own domain)
-    pool_size: int = Field(0, ge=0, le=10_000)  # D also sees fakes from this many earlier ones (0: off)
-    # std of Gaussian noise on a translation before it is translated back (Chu et al. 2017: a cycle can hide what
-    # it needs in faint patterns instead of in what the image shows; noise drowns them); 0 = off, as in the paper
-    cycle_noise: float = Field(0.0, ge=0.0, le=2.0)
-    # D's class head: the prepared data's classes, set by train (0: the domains, as in StarGAN). With them D tells
-    # content within a domain too ("serif_3"), and G is pushed to keep the source's content in the target domain
-    classes: int = Field(0, ge=0, le=100_000)
-
-    def latent_dim(self, frames: int) -> int:
-        return 0
+    identity: float = Field(0.0, ge=0.0, le=100.0)  # StarGAN has none (x cycle: L1 of x against G(x, its domain))
+    pool_size: int = Field(0, ge=0, le=10_000)  # StarGAN has none
+    # cycle (the reconstruction term), cycle_noise, classes (D's class head; with none: the domains): TranslatorConfig
 
     def n_d_layers(self, resolution: int) -> int:
         return self.d_layers if self.d_layers != "auto" else int(math.log2(resolution)) - 1
