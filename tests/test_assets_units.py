@@ -179,9 +179,9 @@ def test_library_lock_refuses_a_second_build(tmp_path):
 
 
 def test_catalog_hash_table_grows():
-    from ganforge.assets.writer import _HashTable
+    from ganforge.assets.hashindex import HashTable
 
-    table = _HashTable([(1,), (2,)], 1)
+    table = HashTable([(1,), (2,)], 1)
     for h in range(3000):
         table.add((h * 7919,))
     view = table.view()
@@ -193,3 +193,66 @@ def test_library_model_accepts_a_version_number():
     from ganforge.config import LibraryConfig
 
     assert LibraryConfig(model=3).model == "3" and LibraryConfig(model="champion").model == "champion"
+
+
+@pytest.mark.parametrize("radius", [0, 4, 15, 40])
+@pytest.mark.parametrize("k", [1, 3])
+def test_hash_index_answers_as_the_linear_scan(radius, k):
+    """Multi-index hashing finds exactly the rows a scan finds, on clustered hashes as a GAN's images give."""
+    from ganforge.assets import scoring
+    from ganforge.assets.hashindex import HashIndex
+
+    rng = np.random.default_rng(radius * 10 + k)
+    centres = rng.integers(0, 2**63, size=(20, k), dtype=np.uint64)
+
+    def near(c):  # a centre with a few random bits flipped in each frame
+        bits = [rng.choice(64, rng.integers(0, 12), replace=False) for _ in range(k)]
+        flips = [sum(1 << int(b) for b in frame) for frame in bits]
+        return tuple(int(h) ^ f for h, f in zip(centres[c], flips, strict=True))
+
+    index = HashIndex(k, radius)
+    rows: list[tuple[int, ...]] = []
+    hits = 0
+    for i in range(600):
+        q = near(i % 20)
+        expected = bool(rows) and bool((scoring.max_hamming(q, np.array(rows, dtype=np.uint64)) <= radius).any())
+        assert index.near(q) == expected
+        hits += expected
+        if i % 2:
+            index.add(q)
+            rows.append(q)
+    assert len(index) == 300 and (hits > 0 or radius == 0)
+    if radius <= 15:  # the index compares a small share of the rows, not all of them
+        assert len(index.candidates(near(0))) < 300 or radius >= 9
+
+
+def test_hash_index_off_finds_nothing():
+    from ganforge.assets.hashindex import HashIndex
+
+    index = HashIndex(1, -1, [(5,)])
+    assert not index.near((5,))
+
+
+def test_catalog_journal_appends_rows_and_a_rewrite_folds_them_in(tmp_path):
+    from ganforge.assets import catalog
+
+    path = tmp_path / "catalog.parquet"
+    rows = catalog.empty()
+
+    def frame(ids):
+        return pd.DataFrame([_row(f"{i:016x}", f"images/002/{i:016x}.png") for i in ids])
+
+    catalog.write(frame(range(3)), path)
+    catalog.append(frame(range(3, 5)), path)
+    catalog.append(frame([5]), path)
+    assert sorted(p.name for p in catalog.journal(path).iterdir()) == ["00000001.parquet", "00000002.parquet"]
+    df = catalog.read(path)
+    assert df["asset_id"].tolist() == [f"{i:016x}" for i in range(6)] and list(df.columns) == list(rows.columns)
+    # a kill after the full rewrite but before the journal went: each row once
+    full = df.copy()
+    from ganforge.assets.catalog import _write_table
+
+    _write_table(full, path)
+    assert catalog.read(path)["asset_id"].tolist() == [f"{i:016x}" for i in range(6)]
+    catalog.write(full, path)
+    assert not catalog.journal(path).exists() and len(catalog.read(path)) == 6

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ganforge.assets.gallery import render_gallery, safe_href, write_gallery
+from ganforge.assets.gallery import PAGE, render_gallery, render_site, safe_href, write_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 ]
 EVIL = "<script>window.__pwned=1</script>\"&'é"
 CLASS_NAMES = {0: "zero", 1: "Ünïcode & “quotes”", 2: EVIL}
-VISIBLE_CARDS = "article.card:visible"
+CELLS = "#gallery .cell"
 
 
 # ----------------------------------------------------------------------------------------------- fixtures: assets
@@ -221,22 +221,53 @@ def _plain_catalog() -> pd.DataFrame:
     return pd.DataFrame(_catalog_rows())
 
 
+def _data(html_text: str) -> dict:
+    """The grid's index: the page's inline JSON."""
+    import json
+
+    m = re.search(r'<script type="application/json" id="gallery-data">(.*?)</script>', html_text, re.S)
+    assert m, "no inline index"
+    return json.loads(m.group(1))
+
+
+def _ids(index: dict) -> list[str]:
+    ids = index["ids"]
+    return [ids[i : i + 16] for i in range(0, len(ids), 16)] if isinstance(ids, str) else ids
+
+
 def test_escaping_and_safe_links() -> None:
-    html_text = render_gallery(_plain_catalog(), title="<b>t</b>", summary={"<i>k</i>": "<v>", "n": 1.23456})
-    assert "<script>window.__pwned" not in html_text
-    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;&quot;&amp;&#x27;é" in html_text
+    site = render_site(_plain_catalog(), title="<b>t</b>", summary={"<i>k</i>": "<v>", "n": 1.23456})
+    html_text = site.html
+    assert "<script>window.__pwned" not in html_text and "__pwned" in html_text  # only as escaped JSON
     assert "<b>t</b>" not in html_text and "&lt;b&gt;t&lt;/b&gt;" in html_text
     assert "&lt;i&gt;k&lt;/i&gt;" in html_text and "&lt;v&gt;" in html_text and "1.235" in html_text
     parsed = _parse(html_text)
-    assert parsed.scripts == 1  # only the page's own script
-    assert parsed.tags["article"] == len(_plain_catalog())
-    assert EVIL in "".join(parsed.text)  # shown as literal text
-    assert parsed.urls and all(".." not in u and not u.startswith("/") and ":" not in u for u in parsed.urls)
-    assert "images/class%201/a%233%20%C3%A9.png" in parsed.urls
+    assert parsed.scripts == 2  # the inline index (data, never run) and the page's own script
+    assert parsed.urls == []  # every URL is set by the script, from the checked data
+    index = _data(html_text)
+    assert index["n"] == len(_plain_catalog()) and f"{EVIL} (2)" in index["classes"].values()
+    details = [row for text in site.details.values() for row in _detail_rows(text)]
+    assert len(details) == index["n"] and all("<" not in t for t in site.details.values())
+    urls = [u for row in details for u in (row["src"], row["poster"], row["preview"]) if u]
+    urls += [row["beside"]["src"] for row in details if row["beside"] and row["beside"]["src"]]
+    assert urls and all(".." not in u and not u.startswith("/") and ":" not in u for u in urls)
+    assert "images/class%201/a%233%20%C3%A9.png" in urls
+    attack = next(row for row in details if row["id"] == "deadbeefdeadbeef")
+    assert attack["src"] is None and attack["refused"] and attack["poster"] is None and attack["preview"] is None
+    assert _ids(index).index("deadbeefdeadbeef") in index["noThumb"]
     assert 'id="shown-count"' in html_text and "9 of 9 assets shown" in html_text
-    for control in ("filter-class", "filter-kind", "filter-min-realism"):
+    for control in ("filter-model", "filter-version", "filter-class", "filter-kind", "filter-build",
+                    "filter-min-realism", "filter-max-realism", "filter-min-d", "filter-max-d", "sort"):  # fmt: skip
         assert f'id="{control}"' in html_text
     assert "http://" not in html_text and "https://" not in html_text  # nothing from the network
+
+
+def _detail_rows(text: str) -> list[dict]:
+    import json
+
+    m = re.fullmatch(r"window\.ganforgeDetail\((\d+),(.*)\);\n", text, re.S)
+    assert m, text[:80]
+    return json.loads(m.group(2))
 
 
 @pytest.mark.parametrize(
@@ -265,29 +296,37 @@ def test_safe_href(path, expected) -> None:
 def test_deterministic_and_atomic(tmp_path: Path) -> None:
     catalog = _plain_catalog()
     first = write_gallery(catalog, tmp_path).read_bytes()
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     second = write_gallery(catalog, tmp_path).read_bytes()
     shuffled = write_gallery(catalog.sample(frac=1.0, random_state=3).reset_index(drop=True), tmp_path).read_bytes()
     assert first == second == shuffled
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]  # no temp files left behind
-    # sorted by kind, class, realism descending, then asset id
-    ids = re.findall(r'data-asset-id="([0-9a-f]+)"', first.decode())
+    after = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert after == files and files[0].startswith("gallery/") and files[-1] == "index.html"  # no temp files
+    assert len(files) == 2  # one detail file for 9 assets; no thumbnails (no asset files here)
+    # one build: by kind, class, realism descending, then asset id
+    ids = _ids(_data(first.decode()))
     assert ids[:4] == ["c0d1e2f3a4b50008", "a1b2c3d4e5f60001", "a1b2c3d4e5f60002", "deadbeefdeadbeef"]
     assert ids[-1] == "b0c1d2e3f4a50007"
+    # a new catalog: new detail files, the old ones removed once the page no longer names them
+    write_gallery(catalog.head(3), tmp_path)
+    details = list((tmp_path / "gallery").iterdir())
+    assert len(details) == 1 and details[0].name not in first.decode()
 
 
 def test_failed_write_keeps_old_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index = write_gallery(_plain_catalog(), tmp_path)
     before = index.read_bytes()
+    listing = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_gallery(pd.DataFrame(), tmp_path)
+        write_gallery(_plain_catalog().head(2), tmp_path)
     monkeypatch.undo()
     assert index.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == listing
 
 
 def test_empty_catalog(tmp_path: Path) -> None:
@@ -295,7 +334,7 @@ def test_empty_catalog(tmp_path: Path) -> None:
         text = write_gallery(catalog, tmp_path, title="empty").read_text(encoding="utf-8")
         assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
         assert "library is empty" in text and "0 of 0 assets shown" in text
-        assert "<article" not in text
+        assert _data(text)["n"] == 0
         _parse(text)
 
 
@@ -307,9 +346,12 @@ def test_tolerates_sparse_and_parquet_catalogs(tmp_path: Path) -> None:
             {"asset_id": "02ff"},
         ]
     )
-    text = render_gallery(sparse)
-    assert text.count('<article class="card"') == 3
-    assert "–" in text and "weird&lt;kind&gt;" in text and "not a date" in text
+    site = render_site(sparse)
+    index = _data(site.html)
+    assert index["n"] == 3 and index["ids"] == ["02ff", "00ff", "01ff"] and index["r"] == [None, None, None]
+    assert "weird&lt;kind&gt;" in site.html and index["noThumb"] == [0, 1, 2]
+    rows = _detail_rows(next(iter(site.details.values())))
+    assert "not a date" in str(rows) and "–" in str(rows)
     # parquet turns lists into numpy arrays and timestamps into datetime64[us, UTC]
     pq = tmp_path / "catalog.parquet"
     _plain_catalog().to_parquet(pq)
@@ -367,18 +409,28 @@ def _counter(page) -> str:
     return page.locator("#shown-count").inner_text()
 
 
-def test_page_loads_with_all_cards(page, library) -> None:
+def _open_detail(page, asset_id: str):
+    page.locator(f'.cell[data-asset-id="{asset_id}"] .thumb').click()
+    page.wait_for_function(
+        "id => !document.getElementById('detail').hidden && document.querySelector('#detail dd')"
+        " && document.querySelector('#detail dd').textContent === id",
+        arg=asset_id,
+    )
+    return page.locator("#detail")
+
+
+def test_page_loads_with_all_cells(page, library) -> None:
     _, catalog, _ = library
     n = len(catalog)
     assert page.title() == "Test <gallery> & co"
-    assert page.locator("article.card").count() == n
-    assert page.locator(VISIBLE_CARDS).count() == n
+    assert page.locator(CELLS).count() == n
     assert _counter(page).startswith(f"{n} of {n}")
+    assert page.locator("#page-info").inner_text() == "page 1 of 1"
     assert page.locator("table.summary").inner_text().count("duplicates <b>") == 1
     assert page.problems == []
 
 
-def test_filters(page, library) -> None:
+def test_filters_and_sorts(page, library) -> None:
     _, catalog, _ = library
     n = len(catalog)
 
@@ -387,95 +439,144 @@ def test_filters(page, library) -> None:
 
     for c in (0, 1, 2):
         page.select_option("#filter-class", str(c))
-        assert page.locator(VISIBLE_CARDS).count() == in_class(c)
+        assert page.locator(CELLS).count() == in_class(c)
         assert _counter(page).startswith(f"{in_class(c)} of {n}")
     # the select lists classes by name, the hostile one as literal text
     labels = page.locator("#filter-class option").all_inner_texts()
     assert labels[0] == "all classes" and any(EVIL in label for label in labels)
 
     page.select_option("#filter-class", "")
-    page.select_option("#filter-kind", "latent_walk")
-    visible = page.locator(VISIBLE_CARDS)
-    assert visible.count() == (catalog["kind"] == "latent_walk").sum() == 1
-    assert visible.locator("video").count() == 1 and visible.locator("img").count() == 0
+    page.select_option("#filter-kind", label="latent walk")
+    assert page.locator(CELLS).count() == (catalog["kind"] == "latent_walk").sum() == 1
+    assert page.locator(CELLS).first.get_attribute("data-kind") == "latent_walk"
 
     page.select_option("#filter-kind", "")
     page.fill("#filter-min-realism", "0.6")
     expected = int((catalog["realism"] >= 0.6).sum())
-    assert page.locator(VISIBLE_CARDS).count() == expected
+    assert page.locator(CELLS).count() == expected
     assert _counter(page).startswith(f"{expected} of {n}")
-    realisms = [float(v) for v in page.locator(VISIBLE_CARDS).evaluate_all("cs => cs.map(c => c.dataset.realism)")]
+    realisms = [float(v) for v in page.locator(CELLS).evaluate_all("cs => cs.map(c => c.dataset.realism)")]
     assert min(realisms) >= 0.6
+    page.fill("#filter-max-d", "0.3")  # d_score = realism - 0.5
+    expected = int(((catalog["realism"] >= 0.6) & (catalog["d_score"] <= 0.3)).sum())
+    assert page.locator(CELLS).count() == expected
 
     page.click("#filter-reset")
-    assert page.locator(VISIBLE_CARDS).count() == n
-    assert _counter(page).startswith(f"{n} of {n}")
+    page.select_option("#filter-version", label="ganforge-digits –")  # the checkpoint-drawn morph: no version
+    assert page.locator(CELLS).count() == (catalog["model_version"] == "").sum() == 1
+    page.select_option("#filter-version", "")
+    page.select_option("#sort", "realism")
+    realisms = [float(v) for v in page.locator(CELLS).evaluate_all("cs => cs.map(c => c.dataset.realism)")]
+    assert realisms == sorted(catalog["realism"], reverse=True)
+    page.click("#filter-reset")
+    assert page.locator(CELLS).count() == n and _counter(page).startswith(f"{n} of {n}")
     assert page.problems == []
 
 
-def test_videos_play(page) -> None:
-    results = page.evaluate(
-        """async () => {
-          const out = [];
-          for (const v of document.querySelectorAll("video")) {
-            v.muted = true;
-            await v.play();
-            const t0 = performance.now();
-            while (v.currentTime <= 0 && performance.now() - t0 < 5000) await new Promise(r => setTimeout(r, 50));
-            out.push({t: v.currentTime, ready: v.readyState, error: v.error ? v.error.code : null,
-                      w: v.videoWidth, poster: v.getAttribute("poster")});
-            v.pause();
-          }
-          return out;
-        }"""
-    )
-    assert len(results) == 2
-    for r in results:
-        assert r["error"] is None, r
-        assert r["t"] > 0, r
-        assert r["ready"] >= 2, r
-        assert r["w"] == 64 and r["poster"], r
+def test_videos_play_in_the_detail_panel(page, library) -> None:
+    _, catalog, _ = library
+    videos = catalog[catalog["kind"] != "image"]
+    assert len(videos) == 2
+    for asset_id in videos["asset_id"]:
+        _open_detail(page, asset_id)
+        r = page.evaluate(
+            """async () => {
+              const v = document.querySelector("#detail video");
+              v.muted = true;
+              await v.play();
+              const t0 = performance.now();
+              while (v.currentTime <= 0 && performance.now() - t0 < 5000) await new Promise(r => setTimeout(r, 50));
+              const out = {t: v.currentTime, ready: v.readyState, error: v.error ? v.error.code : null,
+                           w: v.videoWidth, poster: v.getAttribute("poster")};
+              v.pause();
+              return out;
+            }"""
+        )
+        assert r["error"] is None and r["t"] > 0 and r["ready"] >= 2 and r["w"] == 64 and r["poster"], r
     assert page.problems == []
 
 
 def test_no_script_injection_or_escaping_links(page, library) -> None:
-    lib, _, _ = library
-    assert page.evaluate("() => typeof window.__pwned") == "undefined"
-    assert EVIL in page.locator("body").inner_text()
-    assert page.locator("article.card h2", has_text=EVIL).count() >= 1
-    links = page.locator("[src], [href], [poster]").evaluate_all(
-        """els => els.flatMap(e => ["src", "href", "poster"].filter(a => e.hasAttribute(a))
-                 .map(a => ({raw: e.getAttribute(a), abs: a === "poster" ? new URL(e.getAttribute(a),
-                             document.baseURI).href : e[a]})))"""
-    )
-    assert len(links) >= 9 + 2 * 3  # file link per safe card, plus media, posters, previews
+    lib, catalog, _ = library
     base = lib.as_uri() + "/"
-    for link in links:
-        assert ".." not in link["raw"], link
-        assert link["abs"].startswith(base), link
-    attack = page.locator('article.card[data-asset-id="deadbeefdeadbeef"]')
-    assert attack.count() == 1 and attack.is_visible()
-    assert attack.locator("[src], [href], [poster]").count() == 0
+    for asset_id in catalog["asset_id"]:
+        panel = _open_detail(page, asset_id)
+        links = panel.locator("[src], [href], [poster]").evaluate_all(
+            """els => els.flatMap(e => ["src", "href", "poster"].filter(a => e.hasAttribute(a))
+                     .map(a => ({raw: e.getAttribute(a), abs: new URL(e.getAttribute(a), document.baseURI).href})))"""
+        )
+        for link in links:
+            assert ".." not in link["raw"] and link["abs"].startswith(base), link
+        if asset_id == "deadbeefdeadbeef":  # the path attack: shown, pointing nowhere
+            assert links == [] and "path refused" in panel.inner_text()
+        else:
+            assert links
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
+    _open_detail(page, "a1b2c3d4e5f60005")
+    assert EVIL in page.locator("#detail h2").inner_text()
+    srcs = page.evaluate("() => Array.from(document.scripts, s => s.getAttribute('src')).filter(Boolean)")
+    assert srcs and all(s.startswith("gallery/") for s in srcs)  # only the page's own detail files
     assert page.problems == []  # no dialog, no error (more payloads: tests/test_untrusted.py)
 
 
-def test_images_load_and_screenshot(page, library, tmp_path: Path) -> None:
+def test_selection_gives_an_export_command(page, library) -> None:
     _, catalog, _ = library
+    picks = ["a1b2c3d4e5f60003", "a1b2c3d4e5f60001"]
+    for asset_id in picks:
+        page.locator(f'.cell[data-asset-id="{asset_id}"] .pick').check()
+    assert page.locator("#selected-count").inner_text() == "2 selected"
+    page.select_option("#export-format", "webdataset")
+    page.locator(f'.cell[data-asset-id="{picks[0]}"] .pick').uncheck()
+    page.locator(f'.cell[data-asset-id="{picks[0]}"] .pick').check()
+    page.click("#copy-export")
+    command = page.locator("#export-command").input_value()
+    assert command == f"ganforge library export exported --format webdataset --ids {','.join(sorted(picks))}"
+    page.click("#select-page")
+    assert page.locator("#selected-count").inner_text() == f"{len(catalog)} selected"
+    page.click("#select-clear")
+    assert page.locator("#selected-count").inner_text() == "0 selected" and page.locator("#export-command").is_hidden()
+    assert page.problems == []
+
+
+def test_pages_of_a_large_catalog(browser, tmp_path: Path) -> None:
+    rows = [_row(f"{i:016x}", "image", f"images/000/{i:016x}.png", i % 3, i / 1000) for i in range(2 * PAGE + 7)]
+    index = write_gallery(pd.DataFrame(rows), tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    try:
+        pg.goto(index.as_uri())
+        assert pg.locator(CELLS).count() == PAGE and pg.locator("#page-info").inner_text() == "page 1 of 3"
+        assert pg.locator("#page-prev").is_disabled()
+        pg.click("#page-next")
+        pg.click("#page-next")
+        assert pg.locator(CELLS).count() == 7 and pg.locator("#page-next").is_disabled()
+        pg.select_option("#filter-class", "1")  # a filter goes back to the first page
+        assert (
+            pg.locator("#page-info").inner_text() == "page 1 of 1" and pg.locator(CELLS).count() == (2 * PAGE + 7) // 3
+        )
+        assert pg.locator(".cell .missing").count() == pg.locator(CELLS).count()  # no files: no thumbnails
+        _open_detail(pg, f"{2 * PAGE + 4:016x}")  # in the second detail file
+        assert pg.locator("#detail").inner_text().count("ganforge generate --name ganforge-digits --model 3") == 1
+    finally:
+        context.close()
+
+
+def test_thumbnails_load_and_screenshot(page, library, tmp_path: Path) -> None:
+    lib, catalog, _ = library
     page.wait_for_function(
-        """() => Array.from(document.images).filter(i => i.offsetParent !== null)
-                 .every(i => i.complete && i.naturalWidth > 0)""",
-        timeout=5000,
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)", timeout=5000
     )
-    sizes = page.locator("article.card img").evaluate_all("is => is.map(i => [i.naturalWidth, i.clientWidth])")
-    assert len(sizes) == int(((catalog["kind"] == "image") & ~catalog["path"].str.startswith("..")).sum())
-    assert all(nat == 32 and shown == 128 for nat, shown in sizes), sizes
-    assert page.locator("article.card img").first.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
-    # let the posters decode and the videos' metadata arrive (no loading spinner) before the picture is taken
-    page.evaluate(
-        """() => Promise.all(Array.from(document.querySelectorAll("video[poster]"), v => {
-             const img = new Image(); img.src = v.poster; return img.decode(); }))"""
-    )
-    page.wait_for_function("() => Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)")
+    sizes = page.locator("#gallery img").evaluate_all("is => is.map(i => [i.naturalWidth, i.clientWidth])")
+    safe = catalog[~catalog["path"].str.startswith("..")]
+    assert len(sizes) == len(safe)  # images and video posters
+    assert sorted(nat for nat, _ in sizes) == [32] * int((safe["kind"] == "image").sum()) + [64, 64], sizes
+    assert all(shown == 96 for _, shown in sizes), sizes
+    assert page.locator("#gallery img").first.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
+    assert sorted(p.stem for p in (lib / "thumbs").iterdir()) == sorted(safe["asset_id"])
+    with Image.open(lib / "thumbs" / "a1b2c3d4e5f60001.webp") as im:
+        assert im.format == "WEBP" and im.size == (32, 32)
+    _open_detail(page, "b0c1d2e3f4a50007")
+    page.wait_for_function("() => document.querySelector('#detail video').readyState >= 1")
     page.wait_for_timeout(1500)  # Chromium's media controls play a ~1.2 s loading-spinner animation after load
     shots = [tmp_path / "gallery.png", ROOT / "test-artifacts" / "gallery.png"]
     shots[1].parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ def project(tiny_project, tmp_path):
 
 def asset_files(paths):
     return sorted(str(p.relative_to(paths.library)) for p in paths.library.rglob("*") if p.is_file()
-                  and p.suffix in (".png", ".mp4", ".webp") and p.parent != paths.library)  # fmt: skip
+                  and p.suffix in (".png", ".mp4", ".webp") and p.parent != paths.library
+                  and p.relative_to(paths.library).parts[0] in catalog.ASSET_DIRS)  # fmt: skip
 
 
 def catalog_files(df):
@@ -67,7 +68,10 @@ def test_build_funnel_catalog_and_exact_regeneration(project):
     assert len(df) == m["catalog_assets"] == img["accepted"] + m["videos"]["accepted"]
     assert df["asset_id"].is_unique and catalog_files(df) == asset_files(project)
     assert "library:" in s.line() and project.gallery.exists()
-    assert project.gallery.read_text().count('class="card"') == len(df)
+    assert f'"n":{len(df)},' in project.gallery.read_text()  # the gallery's index
+    assert sorted(p.stem for p in (project.library / "thumbs").iterdir()) == sorted(df["asset_id"])
+    real = df[df["kind"] == "image"]["nearest_real_path"]
+    assert real.str.startswith("real/").all() and all((project.library / p).is_file() for p in real)
 
     images = df[df["kind"] == "image"]
     assert len(images) > 10 and set(images["class"]) <= set(range(10))

@@ -112,10 +112,11 @@ def test_clip_build_writes_playable_files_with_provenance(built):
             assert poster.format == "PNG" and poster.size == (SIZE, SIZE)
 
     page = paths.gallery.read_text()
-    assert page.count('class="card"') == len(df) and page.count('data-kind="clip"') == len(df)
-    assert page.count("<video ") == len(df) and '<option value="clip">clip</option>' in page
+    assert f'"n":{len(df)},' in page and '"kinds":[["clip","clip"]]' in page and ">clip</option>" in page
+    details = "".join(p.read_text() for p in (paths.library / "gallery").glob("*.js"))
     for row in df.head(3).itertuples():
-        assert f'src="{row.path}"' in page and f'poster="{row.poster}"' in page and row.asset_id in page
+        assert row.asset_id in page and (paths.library / "thumbs" / f"{row.asset_id}.webp").is_file()
+        assert f'"src":"{row.path}"' in details and f'"poster":"{row.poster}"' in details
 
 
 def checkpoint_sha(paths):
@@ -260,7 +261,7 @@ def test_sampler_signature_describes_clips():
 
 
 def test_clip_cards_escape_what_comes_from_data():
-    from ganforge.assets.gallery import render_gallery
+    from ganforge.assets.gallery import render_site
 
     evil = "<script>window.__pwned=1</script>\"&'"
     row = {
@@ -269,8 +270,10 @@ def test_clip_cards_escape_what_comes_from_data():
         "height": 32, "frames": 4, "fps": 8.0, "seeds": [3], "class": 0, "classes": [0], "class_name": evil,
         "truncation": 0.8, "phash": evil, "source": evil, "realism": 1.0,
     }  # fmt: skip
-    page = render_gallery(pd.DataFrame([row]))
-    assert "<script>window" not in page  # escaped in the class filter, aria-label, heading, class, phash, source:
-    assert page.count("&lt;script&gt;window") == 6
-    assert '<video controls muted loop playsinline preload="metadata" poster="clips/000/0123456789abcdef.png"' in page
-    assert '<source src="clips/000/0123456789abcdef.mp4" type="video/mp4">' in page and "4 frames @ 8 fps" in page
+    site = render_site(pd.DataFrame([row]))
+    page, details = site.html, "".join(site.details.values())
+    assert "<script>window" not in page + details  # JSON-escaped in the index and the detail file
+    assert page.count("&lt;script&gt;window") == 1  # the class filter's option, as HTML text
+    assert details.count("\\u003cscript\\u003ewindow") == 4  # heading, class, phash, source
+    assert '"video":true' in details and '"src":"clips/000/0123456789abcdef.mp4"' in details
+    assert '"poster":"clips/000/0123456789abcdef.png"' in details and "4 frames @ 8 fps" in details

@@ -259,7 +259,9 @@ def test_translate_a_folder_into_the_library_with_provenance(trained, tmp_path, 
     assert row["parent_sha256"] == hashlib.sha256(raw).hexdigest()
     assert (project / "library" / row["parent_path"]).is_file() and (project / "library" / row["path"]).is_file()
     html = (project / "library" / "index.html").read_text()
-    assert row["parent_path"] in html and row["path"] in html and "figcaption" in html
+    details = "".join(p.read_text() for p in (project / "library" / "gallery").glob("*.js"))
+    assert row["asset_id"] in html and (project / "library" / "thumbs" / f"{row['asset_id']}.webp").is_file()
+    assert f'"beside":{{"label":"parent","src":"{row["parent_path"]}"}}' in details and row["path"] in details
 
     assert main(args) == 0  # the same translation again adds nothing
     assert "0 new translations into sans_* (5 already present" in capsys.readouterr().out

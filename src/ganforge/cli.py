@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -151,7 +152,7 @@ def cmd_library(args: argparse.Namespace) -> str:
     df = catalog.read(paths.catalog)
     if args.action == "show":
         return _show(catalog.find(df, args.target), paths)
-    rows = catalog.select(df, args.cls, args.kind, args.min_realism)
+    rows = catalog.select(df, args.cls, args.kind, args.min_realism, _ids(args.ids))
     if args.action == "ls":
         rows = rows.sort_values(["kind", "class", "realism", "asset_id"], ascending=[True, True, False, True])
         shown = rows if args.limit is None else rows.head(args.limit)
@@ -162,8 +163,24 @@ def cmd_library(args: argparse.Namespace) -> str:
                 f"nearest {r.nearest_real_feature:6.3f}/{r.nearest_real_pixel:5.3f}  {r.path}"
             )
         return f"library: {len(shown)} of {len(rows)} matching assets ({len(df)} in {paths.catalog})"
-    dest = catalog.export(rows, paths.library, Path(args.target))
-    return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
+    from ganforge.assets.export import export
+
+    if args.format == "copy":
+        dest = catalog.export(rows, paths.library, Path(args.target))
+        return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
+    return export(rows, paths.library, Path(args.target), args.format, args.shard_size).line()
+
+
+def _ids(text: str | None) -> list[str] | None:
+    """--ids: asset ids (or unique prefixes) separated by commas or spaces, or @FILE holding them."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise GanforgeError(f"--ids {text}: cannot read it ({exc.strerror})") from None
+    return [t for t in re.split(r"[\s,]+", text) if t]
 
 
 def _show(row, paths) -> str:
@@ -189,6 +206,35 @@ def _show(row, paths) -> str:
             f".predict(pandas.DataFrame({frame}))"
         )
     return f"library: {row['asset_id']} is {paths.library / row['path']}"
+
+
+def cmd_generate(args: argparse.Namespace) -> str:
+    from ganforge.generate import parse_seeds
+
+    seeds = parse_seeds(args.seeds)  # first: a bad range fails before the heavy imports
+    model = args.model
+    if model == "checkpoint":
+        sets = ["library.model=checkpoint"]
+    elif model.endswith(".pt") or Path(model).is_file():
+        sets = ["library.model=checkpoint", f"library.checkpoint={Path(model).resolve()}"]
+    else:
+        sets = [f"library.model={model}"]
+    if args.name:
+        sets.append(f"registry.model_name={args.name}")
+    args.set = [*(args.set or []), *sets]
+    if args.params == Path("params.yaml") and not args.params.exists():  # a checkpoint outside a project
+        from ganforge.config import apply_overrides, validate
+
+        cfg = validate(apply_overrides({}, args.set), "--set")
+    else:
+        cfg = _config(args)
+    from ganforge.assets.source import open_source
+    from ganforge.generate import generate, parse_classes
+    from ganforge.paths import Paths
+
+    src = open_source(cfg, Paths())
+    classes = parse_classes(args.cls, src)
+    return generate(src, seeds, classes, args.truncation, Path(args.out), args.batch_size).line()
 
 
 def cmd_translate(args: argparse.Namespace) -> str:
@@ -360,7 +406,14 @@ def _parser() -> argparse.ArgumentParser:
     p_ls.add_argument("--limit", type=int, help="show at most this many")
     p_ex = add("export", cmd_library, "copy matching assets and their catalog.parquet to DEST", actions)
     p_ex.add_argument("target", metavar="DEST", help="the folder to export to (created when missing)")
+    p_ex.add_argument(
+        "--format", choices=["copy", "imagefolder", "hf", "webdataset"], default="copy",
+        help="copy (the library's layout + catalog.parquet), imagefolder (torchvision), hf (Hugging Face "
+        "imagefolder + metadata.jsonl) or webdataset (tar shards)",
+    )  # fmt: skip
+    p_ex.add_argument("--shard-size", type=int, default=1000, help="webdataset: samples per tar shard")
     for p in (p_ls, p_ex):
+        p.add_argument("--ids", help="only these asset ids (comma-separated, unique prefixes allowed, or @FILE)")
         p.add_argument("--class", dest="cls", help="only this class (number or name)")
         p.add_argument("--kind", help="image, latent_walk, class_morph, clip or translation")
         p.add_argument("--min-realism", type=float, help="only assets with at least this realism score")
@@ -368,6 +421,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint, champion, candidate or a version number (sets translate.model)")
     p.add_argument("--input", help="library, a library folder, or an image folder (sets translate.input)")
     p.add_argument("--to", help="the target domain, one of translate.domains (sets translate.to)")
+    p = add("generate", cmd_generate, "seed-addressed samples from a registered version or a checkpoint, to a folder")
+    p.add_argument(
+        "--model", default="champion", help="champion, candidate, a version number, checkpoint or a .pt file"
+    )
+    p.add_argument("--name", help="registered model name (default: registry.model_name)")
+    p.add_argument("--seeds", required=True, help="seeds: 0-99, 1,5,7 or 0-9,20-29")
+    p.add_argument("--class", dest="cls", help="class numbers or names, comma-separated (default: every class)")
+    p.add_argument("--truncation", type=float, default=1.0, help="psi in (0, 1]: 1 samples the plain prior")
+    p.add_argument("--out", required=True, help="the folder to write to (created when missing)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass")
     add("config", cmd_config, "print the validated params (with overrides applied)")
     p = add("report", cmd_report, "say where the results of the last run are (sample grid, metrics, MLflow UI)")
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)

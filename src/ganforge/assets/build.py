@@ -13,9 +13,11 @@ with the clip head of D, near-copies judged against the training clips (pixel RM
 by the pHashes of their first, middle and last frames; written as MP4 + animated WebP + PNG poster (kind `clip`).
 For video generators `images`, `videos` and `morphs` do not apply; for image generators `clips` does not.
 
-A build holds library/.lock; it writes each file atomically before its catalog row and flushes the catalog every
-FLUSH_EVERY assets and on the way out (also on Ctrl-C), so a killed build resumes where it stopped: its finished
-files are in the catalog, and files no row names are removed when the next build starts.
+A build holds library/.lock; it writes each file atomically before its catalog row, appends the rows to the
+catalog's journal every FLUSH_EVERY assets and rewrites the catalog whole on the way out (also on Ctrl-C), so a
+killed build resumes where it stopped: its finished files are in the catalog, and files no row names are removed
+when the next build starts. Near-duplicates are found through a multi-index hash table (`assets.hashindex`), so a
+build's time per asset does not grow with the library.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ganforge.config import Config, LibraryConfig
 from ganforge.data.dataset import KINDS as DATA_KINDS
 from ganforge.data.dataset import PreparedData
 from ganforge.errors import GanforgeError
-from ganforge.paths import Paths, write_text_atomic
+from ganforge.paths import Paths, sha256_file, write_text_atomic
 from ganforge.sampling import Sampler
 
 VIDEO_SEED_OFFSET = 1 << 40  # video keyframe seeds live far from image seeds: no asset shares a latent by accident
@@ -110,6 +112,8 @@ class Scorer:
         train_x, _ = data.load("train")
         feats, self.reference_from_cache = reference_features(self.extract, self.protocol, paths, "train", train_x)
         self.real = scoring.RealSet.build(feats, train_x, cfg.library.k)
+        self.train_x = train_x  # uint8: the nearest real image of each asset is written beside it, for the gallery
+        self.real_key = sha256_file(data.out_dir / "manifest.parquet")[:12]
         self.batch = cfg.library.batch_size
         self.sampler = Sampler(src.G, src.spec, batch_size=self.batch)  # candidates and video frames, uint8
         self.seconds = 0.0  # generation + scoring time (throughput)
@@ -265,12 +269,13 @@ def _funnel(
             counts.already_present += 1
             continue
         near_f, near_p = float(scores["nearest_feature"][i]), float(scores["nearest_pixel"][i])
+        near_i = int(scores["nearest_index"][i])
         if _memorised(cfg, scorer.real, near_f, near_p):
             counts.near_copies += 1
             continue
         item = x[i].numpy()
         hs = (scoring.phash(item),) if kind == "image" else scoring.clip_phash(item)
-        if lc.dedupe_hamming >= 0 and (scoring.max_hamming(hs, cat.hashes(kind)) <= lc.dedupe_hamming).any():
+        if cat.duplicate(kind, hs):
             counts.duplicates += 1
             continue
         t1 = time.perf_counter()
@@ -291,13 +296,24 @@ def _funnel(
                 "d_score": float(scores["d_score"][i]),
                 "nearest_real_feature": near_f,
                 "nearest_real_pixel": near_p,
-                "nearest_real_index": int(scores["nearest_index"][i]),
+                "nearest_real_index": near_i,
+                "nearest_real_path": _write_real(scorer, near_i, paths),
                 "phash": scoring.encode_hashes(hs),
             }
         )
         counts.accepted += 1
         faults.reach("library.asset")
     return write_seconds
+
+
+def _write_real(scorer: Scorer, index: int, paths: Paths) -> str:
+    """real/<data key>/<index>.png: the training image (a clip's middle frame) nearest an asset, once per build's
+    data, so the gallery can show the two side by side. The key is the prepared data's manifest hash."""
+    rel = f"{catalog.REAL_DIR}/{scorer.real_key}/{index:07d}.png"
+    if not (paths.library / rel).exists():
+        x = scorer.train_x[index].numpy()
+        save_png(x[:, x.shape[1] // 2] if x.ndim == 4 else x, paths.library / rel)
+    return rel
 
 
 def _write_image(img: np.ndarray, folder: str, paths: Paths) -> dict[str, Any]:
@@ -436,7 +452,7 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
             )
         scorer = Scorer(cfg, paths, src)
         build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-        cat = Catalog(paths, frame, build_id)
+        cat = Catalog(paths, frame, build_id, lc.dedupe_hamming)
         classes = max(1, src.spec.num_classes)
         images, videos, clips = Counts(), Counts(), Counts()
         video_frames, video_seconds = 0, 0.0
@@ -456,7 +472,7 @@ def build_library(cfg: Config, paths: Paths, progress: bool = True) -> LibrarySu
                 videos, video_frames, video_seconds = _videos(cfg, paths, scorer, cat, bar)
         finally:
             bar.close()
-            cat.flush()
+            cat.flush(final=True)
         final = cat.all()
         totals = Counts()
         totals.add(images)

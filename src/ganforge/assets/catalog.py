@@ -65,8 +65,12 @@ SCHEMA: dict[str, str] = {
     "parent_sha256": "string",
     "parent_path": "string",
     "domain": "string",
+    # the training image nearest the asset (real/<data key>/<index>.png), shown beside it in the gallery
+    "nearest_real_path": "string",
 }
-ADDED_LATER = ("parent", "parent_sha256", "parent_path", "domain")  # empty in a catalog written before them
+# empty in a catalog written before them
+ADDED_LATER = ("parent", "parent_sha256", "parent_path", "domain", "nearest_real_path")
+REAL_DIR = "real"  # the nearest training images, under the library (not assets: never exported nor reconciled)
 ASSET_FILE = re.compile(r"^[0-9a-f]{16}\.(png|mp4|webp)$")
 
 
@@ -74,10 +78,26 @@ def empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMA.items()})
 
 
+def journal(path: Path) -> Path:
+    """Where a build appends its rows between full rewrites (catalog.journal/ beside catalog.parquet)."""
+    return path.with_name(path.stem + ".journal")
+
+
 def read(path: Path) -> pd.DataFrame:
-    """The catalog at `path` (empty when there is none yet); one-line error when it cannot be read."""
-    if not path.exists():
+    """The catalog at `path` with any rows a running (or killed) build appended to its journal; empty when there
+    is none yet; one-line error when it cannot be read."""
+    parts = sorted(journal(path).glob("*.parquet")) if journal(path).is_dir() else []
+    frames = [_read_one(p) for p in ([path] if path.exists() else []) + parts]
+    if not frames:
         return empty()
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    # a kill between a full rewrite and the journal's removal leaves rows in both
+    return df.drop_duplicates(subset=["asset_id", "kind", "path"], keep="first").reset_index(drop=True)
+
+
+def _read_one(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:
@@ -97,6 +117,24 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def write(df: pd.DataFrame, path: Path) -> None:
+    """Rewrite the whole catalog atomically; the journal's rows are in it, so the journal goes."""
+    _write_table(df, path)
+    folder = journal(path)
+    if folder.is_dir():
+        for part in folder.glob("*.parquet"):
+            part.unlink()
+        folder.rmdir()
+
+
+def append(rows: pd.DataFrame, path: Path) -> None:
+    """Add rows to the catalog at `path` in time proportional to them (a new journal part), not to the catalog."""
+    folder = journal(path)
+    folder.mkdir(exist_ok=True)
+    last = max((int(p.stem) for p in folder.glob("*.parquet") if p.stem.isdigit()), default=0)
+    _write_table(rows, folder / f"{last + 1:08d}.parquet")
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -160,10 +198,19 @@ def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
 
 
 def select(
-    df: pd.DataFrame, cls: str | None = None, kind: str | None = None, min_realism: float | None = None
+    df: pd.DataFrame,
+    cls: str | None = None,
+    kind: str | None = None,
+    min_realism: float | None = None,
+    ids: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Rows matching a class (number or name), a kind and a minimum realism score."""
+    """Rows matching a class (number or name), a kind, a minimum realism score and a list of asset ids (each a
+    unique prefix of one)."""
     out = df
+    if ids is not None:
+        exact = set(df["asset_id"])
+        keep = {i.lower() if i.lower() in exact else find(df, i)["asset_id"] for i in ids}
+        out = out[out["asset_id"].isin(keep)]
     if cls is not None:
         if cls.lstrip("-").isdigit():
             n = int(cls)
@@ -224,6 +271,24 @@ def asset_path(rel: Any) -> bool:
     return len(parts) >= 2 and parts[0] in ASSET_DIRS and not any(p in ("", ".", "..") for p in parts)
 
 
+def checked_file(row: Any, rel: str, lib: Path) -> Path:
+    """The file `rel` of catalog row `row` inside the (resolved) library `lib`, or a one-line error when the path is
+    absolute, has a `..`, lies outside the asset folders, leads out of the library (a symlink) or is missing."""
+    asset = f"export: asset {str(row['asset_id'])!r}"
+    if not asset_path(rel):
+        raise GanforgeError(
+            f"{asset} has a path outside the library's {'/, '.join(ASSET_DIRS)}/ folders: {rel!r}; nothing was exported"
+        )
+    src = (lib / rel).resolve()
+    if lib not in src.parents:
+        raise GanforgeError(
+            f"{asset}: {rel!r} leads outside the library (a symlink to {str(src)!r}); nothing was exported"
+        )
+    if not src.is_file():
+        raise GanforgeError(f"export: {src} is missing; run `ganforge library build` to repair the library")
+    return src
+
+
 def export(rows: pd.DataFrame, library: Path, dest: Path) -> Path:
     """Copy the rows' files from `library` into `dest` (same relative layout) with a catalog.parquet of them.
 
@@ -239,24 +304,13 @@ def export(rows: pd.DataFrame, library: Path, dest: Path) -> Path:
     plan: list[tuple[Path, Path]] = []
     for _, row in rows.iterrows():
         for rel in files_of(row):
+            src, out = checked_file(row, rel, lib), (dest / rel).resolve()
             asset = f"export: asset {str(row['asset_id'])!r}"
-            if not asset_path(rel):
-                raise GanforgeError(
-                    f"{asset} has a path outside the library's {'/, '.join(ASSET_DIRS)}/ folders: {rel!r}; "
-                    "nothing was exported"
-                )
-            src, out = (lib / rel).resolve(), (dest / rel).resolve()
-            if lib not in src.parents:
-                raise GanforgeError(
-                    f"{asset}: {rel!r} leads outside the library (a symlink to {str(src)!r}); nothing was exported"
-                )
             if dest not in out.parents or out == lib or lib in out.parents:
                 raise GanforgeError(
                     f"{asset}: {rel!r} would be written to {str(out)!r}, outside DEST (a symlink in it); "
                     "nothing was exported"
                 )
-            if not src.is_file():
-                raise GanforgeError(f"export: {src} is missing; run `ganforge library build` to repair the library")
             plan.append((src, out))
     dest.mkdir(parents=True, exist_ok=True)
     for src, out in plan:

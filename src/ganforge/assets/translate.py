@@ -241,7 +241,7 @@ def translate_assets(cfg: Config, paths: Paths, progress: bool = True) -> Transl
                         "parent_sha256": p.sha256, "parent_path": p.path, "domain": tc.to,
                     })  # fmt: skip
         finally:
-            cat.flush()
+            cat.flush(final=True)
         final = cat.all()
         gallery = write_gallery(final, library, summary={"translated": len(todo), "into": tc.to, "by": tr.uri})
     summary = TranslateSummary(len(todo), len(parents) - len(todo), skipped, tc.to, tr.uri, lib_paths.catalog,

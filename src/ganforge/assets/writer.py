@@ -1,5 +1,7 @@
 """The catalog while a build (`library build`, `ganforge translate`) adds to it: rows, known addresses and pHashes
-(dedupe), flushed to disk every FLUSH_EVERY rows; and how an asset image is written (atomically, before its row)."""
+(dedupe, through an index), appended to the catalog's journal every FLUSH_EVERY rows and rewritten whole once at
+the end, so a build's cost grows with what it adds, not with the library; and how an asset image is written
+(atomically, before its row)."""
 
 from __future__ import annotations
 
@@ -10,31 +12,13 @@ import numpy as np
 import pandas as pd
 
 from ganforge.assets import catalog, scoring
+from ganforge.assets.hashindex import HashIndex
 from ganforge.paths import Paths, atomic_path
 
 FLUSH_EVERY = 64
 
 
 HASH_FRAMES = {"image": 1, "clip": scoring.CLIP_HASH_FRAMES}  # pHashes per asset, by kind (dedupe)
-
-
-class _HashTable:
-    """A growable [N, k] uint64 table of pHashes (doubling: adding is O(1) amortised)."""
-
-    def __init__(self, rows: list[tuple[int, ...]], k: int) -> None:
-        self._a = np.zeros((max(256, 2 * len(rows)), k), dtype=np.uint64)
-        if rows:
-            self._a[: len(rows)] = np.array(rows, dtype=np.uint64)
-        self._n = len(rows)
-
-    def view(self) -> np.ndarray:
-        return self._a[: self._n]
-
-    def add(self, hashes: tuple[int, ...]) -> None:
-        if self._n == len(self._a):
-            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
-        self._a[self._n] = hashes
-        self._n += 1
 
 
 @dataclass
@@ -44,24 +28,29 @@ class Catalog:
     paths: Paths
     frame: pd.DataFrame
     build_id: str
+    dedupe_hamming: int = -1
     new_rows: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0
 
     def __post_init__(self) -> None:
         self.known = catalog.addresses(self.frame)
-        self._hashes: dict[str, _HashTable] = {}
+        self._hashes: dict[str, HashIndex] = {}
         for kind, k in HASH_FRAMES.items():
             rows = [
                 hs
                 for h in self.frame.loc[self.frame["kind"] == kind, "phash"]
                 if len(hs := scoring.decode_hashes(h if isinstance(h, str) else "")) == k
             ]
-            self._hashes[kind] = _HashTable(rows, k)
+            self._hashes[kind] = HashIndex(k, self.dedupe_hamming, rows)
 
     def hashes(self, kind: str) -> np.ndarray:
         """pHashes [N, k] of the library's assets of `kind` (image: k=1; clip: first, middle, last frame);
         a view, valid until the next add."""
-        return self._hashes[kind].view()
+        return self._hashes[kind].table.view()
+
+    def duplicate(self, kind: str, hashes: tuple[int, ...]) -> bool:
+        """Whether an asset of `kind` has every compared frame within `dedupe_hamming` of `hashes`."""
+        return self._hashes[kind].near(hashes)
 
     def add(self, row: dict[str, Any]) -> None:
         row.update(created_at=pd.Timestamp.now(tz="UTC"), build_id=self.build_id)
@@ -79,17 +68,26 @@ class Catalog:
     def all(self) -> pd.DataFrame:
         if not self.new_rows:
             return self.frame
-        new = pd.DataFrame(self.new_rows)
-        for col, dtype in catalog.SCHEMA.items():
-            if dtype != "object":
-                new[col] = new[col].astype(dtype)
-        parts = [f for f in (self.frame, new[list(catalog.SCHEMA)]) if len(f)]
+        parts = [f for f in (self.frame, _typed(self.new_rows)) if len(f)]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
-    def flush(self) -> None:
-        if self.pending or not self.paths.catalog.exists():
-            catalog.write(self.all(), self.paths.catalog)
+    def flush(self, final: bool = False) -> None:
+        """Make the rows added so far durable: appended to the journal, or (`final`, or no catalog yet) the whole
+        catalog rewritten."""
+        if final or not self.paths.catalog.exists():
+            if self.pending or not self.paths.catalog.exists() or catalog.journal(self.paths.catalog).exists():
+                catalog.write(self.all(), self.paths.catalog)
+        elif self.pending:
+            catalog.append(_typed(self.new_rows[-self.pending :]), self.paths.catalog)
         self.pending = 0
+
+
+def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    new = pd.DataFrame(rows)
+    for col, dtype in catalog.SCHEMA.items():
+        if dtype != "object":
+            new[col] = new[col].astype(dtype)
+    return new[list(catalog.SCHEMA)]
 
 
 def save_png(image: np.ndarray, path: Any) -> None:
