@@ -84,7 +84,7 @@ def child(args: argparse.Namespace) -> None:
         ],
     )
     t0 = time.perf_counter()
-    summary = build_library(cfg, Paths(Path(args.root)), progress=False)
+    summary = build_library(cfg, Paths(Path(args.root), library_dir=Path(lib)), progress=False)
     seconds = time.perf_counter() - t0
     m = summary.metrics
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux

@@ -1,7 +1,10 @@
 """The Prefect front door for real: a local Prefect server, the `gpu` process work pool, the deployments of
 prefect.yaml (`prefect deploy`), a process worker, and `prefect deployment run train-pipeline/on-demand` with
 overrides, in a temporary git repo made from this checkout with tiny params. The run must leave a DVC
-experiment, an MLflow run and a Prefect flow run that name each other, and a markdown artifact."""
+experiment, an MLflow run and a Prefect flow run that name each other, and a markdown artifact. Then the
+Prefect UI and a real `mlflow ui` are opened in headless Chromium and checked for what a user looks for there:
+the four deployments and their parameters, the finished flow run and its artifact, the registered model with
+its champion alias and its scores (screenshots in test-artifacts/)."""
 
 import contextlib
 import json
@@ -16,8 +19,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
-from .conftest import make_tiny_repo, run
+from .conftest import ROOT, make_tiny_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +102,26 @@ def procs():
     assert not left, f"still alive after teardown: {left}"
 
 
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@contextlib.contextmanager
+def _chromium():
+    """Debian's headless Chromium through Playwright (skipped, or failed in CI, when it is not installed)."""
+    from .test_gallery import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists() and os.environ.get("GANFORGE_REQUIRE_BROWSER") != "1":
+        pytest.skip(f"the UI checks need {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -148,7 +172,8 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
         {
             **env,
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp / 'prefect.db'}",
-            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "true",
+            "PREFECT_UI_API_URL": api,  # where the UI's own requests go (else 127.0.0.1:4200)
         },
         server_log,
     )
@@ -234,6 +259,7 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
             )
         )
+        on_demand = client.read_deployment_by_name("train-pipeline/on-demand")
 
     # 5. the links: flow run tags -> DVC experiment -> MLflow run -> back to the flow run
     assert flow_run.parameters == {"overrides": {"train.steps": 4}, "promote": True, "nproc": None}
@@ -268,3 +294,44 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
     assert "0 2 * * *" in schedules, schedules
 
     print(f"server healthy after {t_server:.1f}s; run completed {t_done:.1f}s after `deployment run`")
+
+    # 6. the two UIs, in a real browser
+    ui = f"http://127.0.0.1:{port}"
+    mlflow_port = _free_port()
+    mlflow_log = tmp / "mlflow.log"
+    mlflow_ui = procs.start(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(mlflow_port)],
+        repo, base_env, mlflow_log,
+    )  # fmt: skip
+    _wait_healthy(f"http://127.0.0.1:{mlflow_port}", mlflow_ui, mlflow_log)
+    model = yaml.safe_load((repo / "params.yaml").read_text())["registry"]["model_name"]
+    with _chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+
+        def shows(url: str, *texts: str, shot: str) -> str:
+            page.goto(url)
+            for text in texts:
+                page.get_by_text(text, exact=False).first.wait_for()
+            page.wait_for_timeout(500)  # let the last requests render
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+            return page.locator("body").inner_text()
+
+        body = shows(f"{ui}/deployments", "nightly", "on-demand", "build-library", shot="prefect-deployments.png")
+        for flow, deployment in (("train-pipeline", "nightly"), ("train-pipeline", "on-demand"), ("sweep", "default"),
+                                 ("build-library", "default")):  # fmt: skip
+            assert flow in body and deployment in body, (flow, deployment)
+        url = f"{ui}/deployments/deployment/{on_demand.id}?tab=Parameters"
+        body = shows(url, "3 parameters", "overrides", "promote", "nproc", shot="prefect-deployment-parameters.png")
+        body = shows(f"{ui}/runs/flow-run/{flow_run_id}", "Completed", shot="prefect-flow-run.png")
+        assert flow_run.name in body
+        body = shows(f"{ui}/artifacts/artifact/{artifacts[0].id}", run_id, shot="prefect-artifact.png")
+        assert name in body and "champion" in body and "fid" in body
+
+        mlflow_ui_url = f"http://127.0.0.1:{mlflow_port}"
+        body = shows(f"{mlflow_ui_url}/#/models/{model}", "Version 1", "champion", shot="mlflow-model.png")
+        body = shows(f"{mlflow_ui_url}/#/models/{model}/versions/1", "metric.fid", "gate.decision",
+                     shot="mlflow-version.png")  # fmt: skip
+        assert "champion" in body and "promoted" in body and "protocol.extractor" in body

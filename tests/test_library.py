@@ -180,11 +180,14 @@ def test_sigkilled_build_resumes_to_the_same_library(project, tmp_path):
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == -9, out.stderr
     assert len(catalog.read(project.catalog)) == 8 and len(asset_files(project)) == 11
+    assert len(pd.read_parquet(project.catalog)) == 4  # rows 5-8 are in the journal, appended without a rewrite
+    assert [p.name for p in catalog.journal(project.catalog).iterdir()] == ["00000001.parquet"]
     assert (project.library / ".lock").exists()  # left behind, but no longer locked
 
     resumed = build_library(cfg_with(), project, progress=False)
     got = catalog.read(project.catalog)
     assert resumed.metrics["orphan_files_removed"] == 3 and resumed.images.already_present == 8
+    assert not catalog.journal(project.catalog).exists()  # folded into the catalog at the end
     assert sorted(got["asset_id"]) == sorted(want["asset_id"]) and got["asset_id"].is_unique
     assert catalog_files(got) == asset_files(project)
     cols = [c for c in catalog.SCHEMA if c not in ("created_at", "build_id")]

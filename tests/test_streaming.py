@@ -59,3 +59,59 @@ def test_training_from_the_shards_equals_training_in_memory(digits16, tmp_path):
     for net in ("G", "D"):
         for key, value in states[0][net].items():
             assert torch.equal(value, states[1][net][key]), f"{net}.{key}"
+
+
+def test_prefetched_batches_and_positions_are_the_sampler_own():
+    from ganforge.training.prefetch import Prefetcher
+    from ganforge.training.sampler import BatchSampler
+
+    labels = torch.arange(100) % 5
+    data = torch.arange(100).view(100, 1) * 3
+
+    def fresh():
+        return BatchSampler(labels, 8, 2, by_class=True, seed=7)
+
+    plain, ahead = fresh(), Prefetcher(fresh(), read=lambda idx: data[idx], depth=3)
+    for _ in range(5):
+        want = plain.next()
+        idx, rows = ahead.next()
+        assert torch.equal(idx, want) and torch.equal(rows, data[want])
+        # the position a checkpoint saves: the plain sampler's, though three more batches were drawn
+        assert torch.equal(ahead.state(), plain.state())
+    # setting a position drops what was read ahead: the next batch is the one after that position
+    moved = fresh()
+    moved.set_state(plain.state())
+    ahead.set_state(plain.state())
+    assert torch.equal(ahead.next()[0], moved.next())
+    ahead.close()
+
+
+def test_a_failing_read_surfaces_in_the_training_thread():
+    from ganforge.training.prefetch import Prefetcher
+    from ganforge.training.sampler import BatchSampler
+
+    def read(idx):
+        raise GanforgeError("a shard ended early at sample 3 (truncated?); run `ganforge prepare` again")
+
+    p = Prefetcher(BatchSampler(torch.zeros(10, dtype=torch.long), 4, 1, by_class=False, seed=0), read, depth=2)
+    with pytest.raises(GanforgeError, match="ended early"):
+        p.next()
+    p.close()
+
+
+def test_resume_from_the_shards_with_prefetching_is_exact(digits16, tmp_path):
+    """3 steps, stop, resume to 6 == 6 steps straight, reading from the shards 2 batches ahead."""
+    keys = [*TINY_MODEL, "train.load_limit_gb=0", "train.prefetch=2", "train.checkpoint_every=3"]
+    states = []
+    for name in ("straight", "resumed"):
+        paths = Paths(tmp_path / name)
+        shutil.copytree(digits16, paths.prepared)
+        if name == "resumed":
+            train(load_config(ROOT / "params.yaml", [*keys, "train.steps=3"]), paths, progress=False)
+            train(load_config(ROOT / "params.yaml", [*keys, "train.steps=6"]), paths, resume=True, progress=False)
+        else:
+            train(load_config(ROOT / "params.yaml", [*keys, "train.steps=6"]), paths, progress=False)
+        states.append(checkpoint.load_latest(paths.checkpoint)[0])
+    for net in ("G", "D", "G_ema"):
+        for key, value in states[0][net].items():
+            assert torch.equal(value, states[1][net][key]), f"{net}.{key}"

@@ -253,6 +253,8 @@ class TrainConfig(Section):
     # a train split larger than this (GiB, uint8) is read from its shards batch by batch instead of loaded whole
     # (the same batches either way); 0 = always read from the shards
     load_limit_gb: float = Field(4.0, ge=0.0)
+    # batches read ahead from the shards (or from host memory for a GPU) in a background thread; 0: in the step
+    prefetch: int = Field(2, ge=0, le=64)
     dist_timeout_s: int = Field(600, ge=10, le=86400)  # a rank silent this long fails the job (no hang)
 
     @field_validator("device")

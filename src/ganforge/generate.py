@@ -92,6 +92,8 @@ def generate(
     if not 0.0 < truncation <= 1.0:
         raise ConfigError(f"--truncation {truncation}: expected a value in (0, 1]")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".seed*.tmp"):  # what a killed run left (file writes do not look through the folder)
+        stale.unlink(missing_ok=True)
     sampler = Sampler(src.G, src.spec, batch_size=batch_size)
     video = src.spec.kind == "video"
     rows = []
@@ -118,6 +120,6 @@ def generate(
     manifest = pd.DataFrame(rows)
     from ganforge.paths import atomic_path
 
-    with atomic_path(out / "manifest.csv") as tmp:
+    with atomic_path(out / "manifest.csv") as tmp:  # (the files above sweep their folder for stale temps)
         manifest.to_csv(tmp, index=False)
     return GenerateSummary(len(rows), out, src.uri)

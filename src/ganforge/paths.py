@@ -86,14 +86,17 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, sweep: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it replaces `target` in one rename.
 
     Temporary files a killed writer of the same target left behind (`.<name>.*.tmp`) are removed first: one
-    target has one writer at a time (stages hold their outputs; the library holds its lock)."""
+    target has one writer at a time (stages hold their outputs; the library holds its lock). That looks through
+    the folder, so writers of many files into one folder (the library's assets and thumbnails) pass
+    `sweep=False` and remove what a kill left behind once, before they start (`catalog.reconcile`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    if sweep:
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result should be an ordinary file

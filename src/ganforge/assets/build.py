@@ -333,7 +333,7 @@ def _write_frames(kind: str, frames: np.ndarray, rel_dir: str, paths: Paths, lc:
     rel = f"{rel_dir}/{asset_id}"
     lib = paths.library
     files = write_video(frames, lib / f"{rel}.mp4", lib / f"{rel}.webp", lib / f"{rel}.png", fps=lc.fps,
-                        size=lc.video_size, crf=VIDEO_CRF)  # fmt: skip
+                        size=lc.video_size, crf=VIDEO_CRF, sweep=False)  # fmt: skip
     return {"asset_id": asset_id, "path": f"{rel}.mp4", "preview": f"{rel}.webp", "poster": f"{rel}.png",
             "width": files.width, "height": files.height, "frames": files.frames, "fps": float(files.fps)}  # fmt: skip
 

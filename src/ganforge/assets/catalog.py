@@ -181,7 +181,7 @@ def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
     df = df[pd.Series(keep, index=df.index, dtype=bool)].reset_index(drop=True)
     named = {(library / p).resolve() for _, row in df.iterrows() for p in files_of(row)}
     removed = 0
-    for sub in ASSET_DIRS:
+    for sub in (*ASSET_DIRS, REAL_DIR):
         root = library / sub
         if not root.is_dir():
             continue
@@ -189,7 +189,7 @@ def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
             if not f.is_file() or f.is_symlink():
                 continue
             stray = (f.name.startswith(".") and f.name.endswith(".tmp")) or (
-                ASSET_FILE.match(f.name) and f.resolve() not in named
+                sub != REAL_DIR and ASSET_FILE.match(f.name) and f.resolve() not in named
             )
             if stray:
                 f.unlink()

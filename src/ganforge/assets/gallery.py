@@ -2,7 +2,7 @@
 
 - index.html holds the page, its script and style (allowed by hash in its Content-Security-Policy) and the grid's
   index as inline JSON: per asset only what the grid filters and sorts on (id, kind, class, model version, build,
-  realism, D score), about 40 bytes an asset, newest first. The grid shows one page of small thumbnails at a time;
+  realism, D score), about 40 bytes an asset, newest build first. The grid shows one page of small thumbnails at a time;
   filters (model, version, class, kind, build, realism and D ranges) and sorts (newest, realism, D) run over the
   index in the page's script.
 - thumbs/<asset_id>.webp: a small WebP of each asset (a video's poster), made once, when the gallery is written.
@@ -490,13 +490,22 @@ def _options(pairs: Iterable[tuple[str, str]]) -> str:
     return "".join(f'<option value="{_e(v)}">{_e(label)}</option>' for v, label in pairs)
 
 
-def _order_key(row: Mapping[str, Any]) -> tuple:
-    """Newest first; ties (one build's assets) by kind, class, realism (best first), id and path."""
-    created = _created(row.get("created_at"))
-    cls = _int(row.get("class"))
-    realism = _float(row.get("realism"))
-    return (-created, _str(row.get("kind")), -1 if cls is None else cls, realism is None, -(realism or 0.0),
-            _str(row.get("asset_id")), _str(row.get("path")))  # fmt: skip
+def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest build first (a build's time: its last asset's); within a build by kind, class, realism (best
+    first), id and path."""
+    built: dict[str, float] = {}
+    for row in rows:
+        b = _str(row.get("build_id"))
+        built[b] = max(built.get(b, -math.inf), _created(row.get("created_at")))
+
+    def key(row: Mapping[str, Any]) -> tuple:
+        b = _str(row.get("build_id"))
+        cls = _int(row.get("class"))
+        realism = _float(row.get("realism"))
+        return (-built[b], b, _str(row.get("kind")), -1 if cls is None else cls, realism is None,
+                -(realism or 0.0), _str(row.get("asset_id")), _str(row.get("path")))  # fmt: skip
+
+    return sorted(rows, key=key)
 
 
 def _created(value: Any) -> float:
@@ -653,7 +662,7 @@ def render_site(
 ) -> Site:
     """The gallery's page and detail files for a catalog (deterministic: the same catalog gives the same bytes)."""
     rows: list[dict[str, Any]] = [] if catalog is None or catalog.empty else catalog.to_dict("records")
-    rows.sort(key=_order_key)
+    rows = _order(rows)
 
     class_names: dict[int, str] = {}
     for row in rows:
@@ -685,10 +694,10 @@ def render_site(
         else:
             no_thumb.append(i)
     details = [_detail(row, class_names) for row in rows]
-    digest = hashlib.sha256(_json(details).encode()).hexdigest()[:12]
+    chunks = [_json(details[s : s + CHUNK]) for s in range(0, len(details), CHUNK)]
+    digest = hashlib.sha256("".join(chunks).encode()).hexdigest()[:12]
     files = {
-        f"{DETAIL_DIR}/{digest}-{n:05d}.js": f"window.ganforgeDetail({n},{_json(details[s : s + CHUNK])});\n"
-        for n, s in enumerate(range(0, len(details), CHUNK))
+        f"{DETAIL_DIR}/{digest}-{n:05d}.js": f"window.ganforgeDetail({n},{text});\n" for n, text in enumerate(chunks)
     }
     build_names = sorted(builds, key=builds.get)
     index = {
@@ -821,7 +830,7 @@ def _write_thumb(src: Path, out: Path) -> bool:
     if max(img.size) > THUMB:
         img.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
     small = max(img.size) <= 64
-    with atomic_path(out) as tmp:
+    with atomic_path(out, sweep=False) as tmp:  # write_gallery swept thumbs/ before
         img.save(tmp, format="WEBP", lossless=small, quality=80, method=4)
     os.chmod(out, 0o644)
     return True
@@ -835,6 +844,9 @@ def write_gallery(
     library_dir = Path(library_dir)
     site = render_site(catalog, title=title, summary=summary)
     thumbs = library_dir / THUMB_DIR
+    for folder in (thumbs, library_dir / DETAIL_DIR):  # what a killed writer left (its writes do not sweep)
+        for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
+            stale.unlink(missing_ok=True)
     failed = set()
     for asset_id, rel in site.thumbs.items():
         out = thumbs / f"{asset_id}.webp"

@@ -151,13 +151,14 @@ def write_video(
     crf: int = 18,
     preview_size: int | None = None,
     resample: str = "bicubic",
+    sweep: bool = True,
 ) -> VideoFiles:
     """H.264 MP4 (libx264, yuv420p, +faststart) of the frames upscaled to size x size, an animated looping WebP
     preview (at preview_size or size) and a PNG poster (the middle frame at size).
 
     Each file is written to a temp sibling; the three are renamed into place only after all three are complete,
     so an error or a kill never leaves a half-written file under a final name (a failing rename itself, after
-    the others succeeded, can still leave a mix of old and new files)."""
+    the others succeeded, can still leave a mix of old and new files). `sweep`: see `paths.atomic_path`."""
     _check_frames(frames)
     size = _check_int("size", size)
     if size < MIN_SIZE or size % 2:
@@ -180,9 +181,9 @@ def write_video(
     small = big if preview_size in (None, size) else upscale(frames, preview_size, resample)
 
     with ExitStack() as stack:  # renames happen on exit, in reverse order, only if everything below succeeded
-        tmp_mp4 = stack.enter_context(atomic_path(mp4))
-        tmp_preview = stack.enter_context(atomic_path(preview))
-        tmp_poster = stack.enter_context(atomic_path(poster))
+        tmp_mp4 = stack.enter_context(atomic_path(mp4, sweep))
+        tmp_preview = stack.enter_context(atomic_path(preview, sweep))
+        tmp_poster = stack.enter_context(atomic_path(poster, sweep))
         try:
             _encode_mp4(big, tmp_mp4, rate, crf)
         except av.FFmpegError as e:

@@ -94,5 +94,5 @@ def save_png(image: np.ndarray, path: Any) -> None:
     from PIL import Image
 
     arr = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sweep=False) as tmp:  # the library's folders are swept once, by catalog.reconcile
         Image.fromarray(arr).save(tmp, format="PNG")

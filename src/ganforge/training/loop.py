@@ -24,6 +24,7 @@ from ganforge.models import ModelSpec
 from ganforge.paths import Paths, atomic_path, write_text_atomic
 from ganforge.training import checkpoint, runtime
 from ganforge.training.divergence import Watchdog
+from ganforge.training.prefetch import Prefetcher
 from ganforge.training.resume import to_resume
 from ganforge.training.sampler import BatchSampler, DomainSampler
 from ganforge.training.snapshots import LossLog, NoLog, fixed_inputs, sample_grid
@@ -207,15 +208,20 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
     watchdog = Watchdog(tc, paths, run, good_step=start if state is not None else None, master=dist.master)
     acc, n_acc, last = torch.zeros(len(names), device=device), 0, {}
 
+    # contiguous shards of each global batch keep PacGAN's same-class groups whole
+    shard = (lambda idx: idx.view(dist.world, -1)[dist.rank]) if dist.ddp else (lambda idx: idx)
+    on_device = isinstance(images, torch.Tensor) and images.device.type == device.type  # where the step runs
+    pin = device.type == "cuda" and isinstance(images, torch.Tensor)  # (a shard reader on CUDA reads pinned)
+    read = (lambda idx: images[idx].pin_memory()) if pin and not on_device else (lambda idx: images[idx])
+    batches = Prefetcher(sampler, read=read, pick=shard, depth=0 if on_device else tc.prefetch)
+
     def next_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = sampler.next()
-        if dist.ddp:  # contiguous shards keep PacGAN's same-class groups whole
-            idx = idx.view(dist.world, -1)[dist.rank]
+        idx, rows = batches.next()
         y = labels[idx].to(device, non_blocking=True) if spec.num_classes else None
-        return s.batch(images[idx]), y
+        return s.batch(rows), y
 
     def save_checkpoint(step: int) -> None:
-        rngs = dist.gather(runtime.rng_state(device, sampler.state(), s.noise_gen))  # each rank's augmentation RNG
+        rngs = dist.gather(runtime.rng_state(device, batches.state(), s.noise_gen))  # each rank's augmentation RNG
         if dist.ddp and (apart := _drifted(dist.gather(s.fingerprint()))):
             raise GanforgeError(f"train: the ranks' state differs at step {step} ({apart}; a bug: please report it)")
         if dist.master:
@@ -272,6 +278,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
             run.log_metrics(step, {"images_per_sec": summary.images_per_sec, "train_seconds": summary.seconds})
         status = "KILLED" if summary.interrupted else "FINISHED"
     finally:
+        batches.close()
         log.close()
         run.finish(status)
     if not summary.interrupted and dist.master:
