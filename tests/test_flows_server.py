@@ -2,9 +2,9 @@
 prefect.yaml (`prefect deploy`), a process worker, and `prefect deployment run train-pipeline/on-demand` with
 overrides, in a temporary git repo made from this checkout with tiny params. The run must leave a DVC
 experiment, an MLflow run and a Prefect flow run that name each other, and a markdown artifact. Then the
-Prefect UI and a real `mlflow ui` are opened in headless Chromium and checked for what a user looks for there:
-the four deployments and their parameters, the finished flow run and its artifact, the registered model with
-its champion alias and its scores (screenshots in test-artifacts/)."""
+Prefect UI and a real MLflow UI (on 127.0.0.1, as every server here) are opened in headless Chromium and
+checked for what a user looks for there: the four deployments and their parameters, the finished flow run and
+its artifact, the registered model with its champion alias and its scores (screenshots in test-artifacts/)."""
 
 import contextlib
 import json

@@ -557,6 +557,12 @@ def test_pages_of_a_large_catalog(browser, tmp_path: Path) -> None:
         assert pg.locator(".cell .missing").count() == pg.locator(CELLS).count()  # no files: no thumbnails
         _open_detail(pg, f"{2 * PAGE + 4:016x}")  # in the second detail file
         assert pg.locator("#detail").inner_text().count("ganforge generate --name ganforge-digits --model 3") == 1
+        for f in (tmp_path / "gallery").iterdir():  # a page copied without its detail files says so
+            f.unlink()
+        pg.reload()
+        pg.locator(CELLS).first.locator(".thumb").click()
+        pg.wait_for_function("() => document.querySelector('#detail').innerText.includes('is missing')")
+        assert "run `ganforge library build`" in pg.locator("#detail").inner_text()
     finally:
         context.close()
 

@@ -80,7 +80,7 @@ def test_dvc_repro_end_to_end(repo):
     assert set(cat["model_version"]) == {"1"} and set(cat["run_id"]) == {run_id}
     assert set(cat["kind"]) == {"image", "latent_walk", "class_morph"}
     assert client.get_run(run_id).data.metrics["library.accepted"] == lib["accepted"]
-    assert (dest / "library/index.html").read_text().count('class="card"') == len(cat)
+    assert f'"n":{len(cat)},' in (dest / "library/index.html").read_text()  # the gallery's index
     assert "Asset library" in run([sys.executable, "-m", "ganforge", "report"], dest, env)
 
     # nothing changed: DVC skips every stage

@@ -209,9 +209,10 @@ def _show(row, paths) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> str:
-    from ganforge.generate import parse_seeds
+    from ganforge.generate import check_truncation, parse_seeds
 
-    seeds = parse_seeds(args.seeds)  # first: a bad range fails before the heavy imports
+    seeds = parse_seeds(args.seeds)  # first: a bad range or truncation fails before the heavy imports
+    check_truncation(args.truncation)
     model = args.model
     if model == "checkpoint":
         sets = ["library.model=checkpoint"]

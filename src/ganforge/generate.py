@@ -15,14 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from ganforge.assets.source import Source
-from ganforge.assets.writer import save_png
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.paths import sha256_file
+
+if TYPE_CHECKING:  # the CLI parses --seeds and --truncation before torch is imported
+    from ganforge.assets.source import Source
 
 MAX_SEEDS = 1_000_000
 SEED_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -44,6 +42,12 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"--seeds {text!r}: more than {MAX_SEEDS} seeds")
         seeds.extend(range(lo, hi + 1))
     return list(dict.fromkeys(seeds))
+
+
+def check_truncation(psi: float) -> float:
+    if not 0.0 < psi <= 1.0:
+        raise ConfigError(f"--truncation {psi}: expected a value in (0, 1]")
+    return psi
 
 
 def parse_classes(text: str | None, src: Source) -> list[int]:
@@ -81,7 +85,12 @@ class GenerateSummary:
 def generate(
     src: Source, seeds: list[int], classes: list[int], truncation: float, out: Path, batch_size: int = 64
 ) -> GenerateSummary:
+    import numpy as np
+    import pandas as pd
+
     from ganforge.assets.video import write_video
+    from ganforge.assets.writer import save_png
+    from ganforge.paths import atomic_path, sha256_file
     from ganforge.sampling import Sampler
 
     if src.spec.task == "translate":
@@ -89,8 +98,7 @@ def generate(
             f"generate: {src.uri} is a translator ({src.spec.model}): it restyles images, it does not sample them; "
             "use `ganforge translate`"
         )
-    if not 0.0 < truncation <= 1.0:
-        raise ConfigError(f"--truncation {truncation}: expected a value in (0, 1]")
+    check_truncation(truncation)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".seed*.tmp"):  # what a killed run left (file writes do not look through the folder)
         stale.unlink(missing_ok=True)
@@ -118,8 +126,6 @@ def generate(
                              "model_version": src.model_version, "model_sha256": src.model_sha256,
                              "sha256": sha256_file(out / name)})  # fmt: skip
     manifest = pd.DataFrame(rows)
-    from ganforge.paths import atomic_path
-
     with atomic_path(out / "manifest.csv") as tmp:  # (the files above sweep their folder for stale temps)
         manifest.to_csv(tmp, index=False)
     return GenerateSummary(len(rows), out, src.uri)

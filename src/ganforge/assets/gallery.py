@@ -282,6 +282,13 @@ JS = """
       waiting.set(n, []);
       const s = document.createElement("script");
       s.src = D.prefix + String(n).padStart(5, "0") + ".js";
+      s.addEventListener("error", () => {  // a page without its detail files (copied alone, or a build midway)
+        waiting.delete(n);
+        const panel = $("detail");
+        panel.replaceChildren(el("p", "refused", "The detail file " + s.getAttribute("src") + " is missing: " +
+          "run `ganforge library build` to write the gallery again."));
+        panel.hidden = false;
+      });
       document.head.append(s);
     }
     waiting.get(n).push(f);
