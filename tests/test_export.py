@@ -39,7 +39,7 @@ def test_imagefolder_loads_in_torchvision_with_its_classes(library, tmp_path):
     paths, df = library
     s = export(df, paths.library, tmp_path / "if", "imagefolder")
     images = df[df["kind"] == "image"]
-    assert s.exported == len(images) and s.skipped == 1 and "1 assets of other kinds skipped" in s.line()
+    assert s.exported == len(images) and s.skipped == 1 and "1 asset of other kinds skipped" in s.line()
     ds = ImageFolder(str(tmp_path / "if"))
     assert len(ds) == len(images)
     index = json.loads((tmp_path / "if" / "classes.json").read_text())
@@ -117,6 +117,13 @@ def test_cli_export_a_selection_and_refuse_bad_dests(library, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     r = run(str(tmp_path / "x"), "--format", "hf", "--ids", "zzzz")
     assert r.returncode == 1 and "no asset 'zzzz'" in r.stderr and not (tmp_path / "x").exists()
+    # a filter that matches nothing leaves the earlier export as it was
+    for fmt in ("hf", "copy"):
+        r = run(str(tmp_path / "sel"), "--format", fmt, "--class", "99")
+        assert r.returncode == 1 and "no assets match" in r.stderr and r.stderr.count("\n") == 1
+    assert sum(1 for p in (tmp_path / "sel").rglob("*.png")) == 1
+    r = run(str(tmp_path / "y"), "--format", "imagefolder", "--kind", "class_morph")
+    assert r.returncode == 1 and "none of the 1 matching assets is an image" in r.stderr
 
 
 def test_export_refuses_a_hostile_id_and_names_unsafe_classes(library, tmp_path):

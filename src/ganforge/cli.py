@@ -166,6 +166,8 @@ def cmd_library(args: argparse.Namespace) -> str:
     from ganforge.assets.export import export
 
     if args.format == "copy":
+        if not len(rows):
+            raise GanforgeError("export: no assets match the filters; nothing was exported (`ganforge library ls`)")
         dest = catalog.export(rows, paths.library, Path(args.target))
         return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
     return export(rows, paths.library, Path(args.target), args.format, args.shard_size).line()
@@ -346,7 +348,8 @@ def cmd_report(args: argparse.Namespace) -> str:
         source, where = lib["protocol"]["source"], lib["catalog"]
         print(f"  {lib['catalog_assets']} assets ({made} this build) from {source}; catalog {where}")
         print(f"  gallery:        {paths.gallery.resolve().as_uri()}   (open it in a browser; no server needed)")
-        print("  browse:         ganforge library ls --class 3 --min-realism 1.0 | show ID | export DEST")
+        print("  browse:         ganforge library ls --class 3 --min-realism 1.0 | show ID | export DEST --format hf")
+        print("  generate:       ganforge generate --model champion --seeds 0-99 --class 3 --out DIR")
     uri = tracking_uri()
     print("MLflow")
     print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")

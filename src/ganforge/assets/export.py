@@ -54,7 +54,8 @@ class ExportSummary:
 
     def line(self) -> str:
         extra = f" in {self.shards} shards" if self.shards else ""
-        skipped = f"; {self.skipped} assets of other kinds skipped ({self.format} takes images)" if self.skipped else ""
+        n = self.skipped
+        skipped = f"; {n} asset{'s' if n != 1 else ''} of other kinds skipped ({self.format} takes images)" if n else ""
         return f"library: exported {self.exported} assets to {self.dest} as {self.format}{extra}{skipped}"
 
 
@@ -108,6 +109,8 @@ def _prepare_dest(dest: Path, lib: Path) -> None:
 def export(rows: pd.DataFrame, library: Path, dest: Path, fmt: str = "copy", shard_size: int = 1000) -> ExportSummary:
     if fmt not in FORMATS:
         raise GanforgeError(f"export: unknown --format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if not len(rows):  # a filter that matches nothing is a mistake more often than a wish for an empty DEST
+        raise GanforgeError("export: no assets match the filters; nothing was exported (`ganforge library ls`)")
     if fmt == "copy":
         return ExportSummary(fmt, catalog.export(rows, library, dest), len(rows))
     if shard_size < 1:
@@ -115,6 +118,9 @@ def export(rows: pd.DataFrame, library: Path, dest: Path, fmt: str = "copy", sha
     dest, lib = dest.resolve(), library.resolve()
     _prepare_dest(dest, lib)
     take = rows if fmt == "webdataset" else rows[rows["kind"].isin(IMAGE_KINDS)]
+    if not len(take):
+        raise GanforgeError(f"export: none of the {len(rows)} matching assets is an image, which {fmt} takes; "
+                            "nothing was exported (webdataset takes every kind)")  # fmt: skip
     for asset_id in take["asset_id"]:  # ids name the exported files and tar members
         if not (isinstance(asset_id, str) and ASSET_ID.match(asset_id)):
             raise GanforgeError(f"export: asset id {str(asset_id)!r} is not 16 hex digits; nothing was exported")
