@@ -176,24 +176,28 @@ def files_of(row: Any) -> list[str]:
 def reconcile(df: pd.DataFrame, library: Path) -> tuple[pd.DataFrame, int, int]:
     """Drop rows whose files are gone; delete asset files no row names and temporary files left by a kill.
     Returns (catalog, rows dropped, files removed)."""
-    keep = [all((library / p).is_file() for p in files_of(row)) for _, row in df.iterrows()]
+    base = os.path.realpath(library)
+    cols = [df[c].tolist() for c in ("path", "preview", "poster", "parent_path")]
+    files = [[p for p in row if isinstance(p, str) and p] for row in zip(*cols, strict=True)]  # files_of, by column
+    keep = [all(os.path.isfile(os.path.join(base, p)) for p in row) for row in files]
     dropped = len(df) - sum(keep)
     df = df[pd.Series(keep, index=df.index, dtype=bool)].reset_index(drop=True)
-    named = {(library / p).resolve() for _, row in df.iterrows() for p in files_of(row)}
+    # names as os.walk gives them below (a symlinked asset folder reads the same both ways: both under `base`)
+    named = {os.path.normpath(os.path.join(base, p)) for row, k in zip(files, keep, strict=True) if k for p in row}
     removed = 0
     for sub in (*ASSET_DIRS, REAL_DIR):
-        root = library / sub
-        if not root.is_dir():
-            continue
-        for f in root.rglob("*"):
-            if not f.is_file() or f.is_symlink():
-                continue
-            stray = (f.name.startswith(".") and f.name.endswith(".tmp")) or (
-                sub != REAL_DIR and ASSET_FILE.match(f.name) and f.resolve() not in named
-            )
-            if stray:
-                f.unlink()
-                removed += 1
+        root = os.path.join(base, sub)
+        for folder, _, names in os.walk(root):
+            for name in names:
+                f = os.path.join(folder, name)
+                if os.path.islink(f) or not os.path.isfile(f):
+                    continue
+                stray = (name.startswith(".") and name.endswith(".tmp")) or (
+                    sub != REAL_DIR and ASSET_FILE.match(name) and os.path.normpath(f) not in named
+                )
+                if stray:
+                    os.unlink(f)
+                    removed += 1
     return df, dropped, removed
 
 

@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -411,6 +411,12 @@ def _e(value: object) -> str:
 def _missing(value: Any) -> bool:
     if value is None:
         return True
+    if isinstance(value, str):  # the common cases first: this runs for every field of every asset
+        return False
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, int) or value is pd.NA or value is pd.NaT:
+        return not isinstance(value, int)
     if isinstance(value, (list, tuple, dict, set, np.ndarray)):
         return False
     try:
@@ -453,6 +459,8 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 def _timestamp(value: Any) -> str:
     if _missing(value):
         return DASH
+    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:  # what a catalog holds (UTC): the fast way
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC") if str(value.tzinfo) == "UTC" else _timestamp(str(value))
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError):
@@ -463,15 +471,18 @@ def _timestamp(value: Any) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def safe_href(path: Any) -> str | None:
     """URL for a library-relative POSIX path, or None when it is absolute, escapes the library or is odd."""
     text = _str(path)
-    if not text or "\\" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text or "\\" in text or text.startswith("/") or CONTROL.search(text):
         return None
-    p = PurePosixPath(text)
-    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+    parts = [p for p in text.split("/") if p not in ("", ".")]  # as pathlib reads it
+    if not parts or ".." in parts or ":" in parts[0]:
         return None  # ':' in the first segment could be read as a URL scheme or a Windows drive
-    return quote(p.as_posix(), safe="/")
+    return quote("/".join(parts), safe="/")
 
 
 def _class_label(number: int | None, name: str) -> str:
@@ -531,8 +542,12 @@ def _milli(value: float | None) -> int | None:
     return None if value is None else round(value * 1000)
 
 
+def _suffix(path: str) -> str:
+    return os.path.splitext(path.rsplit("/", 1)[-1])[1].lower()
+
+
 def _is_video(row: Mapping[str, Any], kind: str) -> bool:
-    suffix = PurePosixPath(_str(row.get("path"))).suffix.lower()
+    suffix = _suffix(_str(row.get("path")))
     return suffix in VIDEO_SUFFIXES or (suffix not in IMAGE_SUFFIXES and kind in VIDEO_KINDS)
 
 
@@ -626,13 +641,14 @@ def _detail(row: Mapping[str, Any], class_names: Mapping[int, str]) -> dict[str,
         beside = {"label": f"nearest training image (#{nearest_index})", "src": safe_href(row.get("nearest_real_path"))}
     path = _str(row.get("path"))
     video = _is_video(row, kind)
-    suffix = PurePosixPath(path).suffix.lower()
+    suffix = _suffix(path)
+    src = safe_href(path)
     return {
         "id": asset_id,
         "kind": KIND_LABELS.get(kind, kind) or DASH,
         "heading": heading,
-        "src": safe_href(path),
-        "refused": bool(path) and safe_href(path) is None,
+        "src": src,
+        "refused": bool(path) and src is None,
         "video": video,
         "mime": "video/webm" if suffix == ".webm" else "video/mp4",
         "poster": safe_href(row.get("poster")),
