@@ -555,7 +555,7 @@ def test_pages_of_a_large_catalog(browser, tmp_path: Path) -> None:
             pg.locator("#page-info").inner_text() == "page 1 of 1" and pg.locator(CELLS).count() == (2 * PAGE + 7) // 3
         )
         assert pg.locator(".cell .missing").count() == pg.locator(CELLS).count()  # no files: no thumbnails
-        _open_detail(pg, f"{2 * PAGE + 4:016x}")  # in the second detail file
+        _open_detail(pg, f"{2 * PAGE + 4:016x}")
         assert pg.locator("#detail").inner_text().count("ganforge generate --name ganforge-digits --model 3") == 1
         for f in (tmp_path / "gallery").iterdir():  # a page copied without its detail files says so
             f.unlink()
@@ -593,3 +593,26 @@ def test_thumbnails_load_and_screenshot(page, library, tmp_path: Path) -> None:
         with Image.open(shot) as im:
             assert im.format == "PNG" and im.width == 1280
     assert page.problems == []
+
+
+def test_a_new_build_leaves_the_detail_files_of_the_old_ones_alone(browser, tmp_path: Path) -> None:
+    old = [_row(f"{i:016x}", "image", f"images/000/{i:016x}.png", 0, i / 100) for i in range(300)]
+    write_gallery(pd.DataFrame(old), tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gallery").iterdir()}
+    new = [_row(f"{i:016x}", "image", f"images/000/{i:016x}.png", 1, 0.5, build_id="build-0002",
+                created_at=pd.Timestamp("2025-02-01T00:00:00Z")) for i in range(300, 320)]  # fmt: skip
+    text = write_gallery(pd.DataFrame(old + new), tmp_path).read_text()
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gallery").iterdir()}
+    kept = set(before) & set(after)
+    assert len(before) == 2 and len(after) == 2 and len(kept) == 1  # the full first file stays, untouched
+    assert all(before[n] == after[n] for n in kept)
+    index = _data(text)
+    assert index["builds"] == ["build-0001", "build-0002"] and _ids(index)[-1] == f"{319:016x}"
+    context = browser.new_context()
+    pg = context.new_page()
+    try:  # the page shows the newest build first, and its build filter lists it first
+        pg.goto((tmp_path / "index.html").as_uri())
+        assert pg.locator(CELLS).first.get_attribute("data-asset-id") == f"{300:016x}"
+        assert pg.locator("#filter-build option").all_inner_texts() == ["all builds", "build-0002", "build-0001"]
+    finally:
+        context.close()

@@ -2,17 +2,18 @@
 
 - index.html holds the page, its script and style (allowed by hash in its Content-Security-Policy) and the grid's
   index as inline JSON: per asset only what the grid filters and sorts on (id, kind, class, model version, build,
-  realism, D score), about 40 bytes an asset, newest build first. The grid shows one page of small thumbnails at a time;
-  filters (model, version, class, kind, build, realism and D ranges) and sorts (newest, realism, D) run over the
-  index in the page's script.
+  realism, D score), about 40 bytes an asset, oldest build first (shown newest first). The grid shows one page
+  of small thumbnails at a time; filters (model, version, class, kind, build, realism and D ranges) and sorts
+  (newest, realism, D) run over the index in the page's script.
 - thumbs/<asset_id>.webp: a small WebP of each asset (a video's poster), made once, when the gallery is written.
-- gallery/<version>-<n>.js: every other field, CHUNK assets a file, loaded when an asset is opened: the detail panel
+- gallery/<content hash>.js: every other field, CHUNK assets a file, loaded when an asset is opened: the detail panel
   with its provenance, the asset at full size beside its parent (translations) or its nearest training image, and
   the commands that regenerate or show it. A selection of assets gives an export command to copy.
 
 Everything that comes from the catalog reaches the page as JSON data and becomes text (`textContent`) or a checked
 library-relative URL (`safe_href`); nothing from data is parsed as markup. Files are written atomically, the
-detail files before the page that names them (their names carry the data's hash), stale ones removed after.
+detail files before the page that names them (each named by the hash of its contents, so a build that appends
+rewrites only the last of them), stale ones removed after.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ JS = """
     }
     const by = controls.sort.value === "realism" ? D.r : controls.sort.value === "d" ? D.d : null;
     if (by) out.sort((a, z) => (by[z] === null) - (by[a] === null) || (by[z] ?? 0) - (by[a] ?? 0) || a - z);
+    else out.sort((a, z) => D.b[z] - D.b[a] || a - z);  // newest build first (the data holds the oldest first)
     shown = out;
     if (!keepPage) page = 0;
     render();
@@ -281,7 +283,7 @@ JS = """
     if (!waiting.has(n)) {
       waiting.set(n, []);
       const s = document.createElement("script");
-      s.src = D.prefix + String(n).padStart(5, "0") + ".js";
+      s.src = D.chunks[n];
       s.addEventListener("error", () => {  // a page without its detail files (copied alone, or a build midway)
         waiting.delete(n);
         const panel = $("detail");
@@ -509,8 +511,9 @@ def _options(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Newest build first (a build's time: its last asset's); within a build by kind, class, realism (best
-    first), id and path."""
+    """The data's order: oldest build first (a build's time: its last asset's), within a build by kind, class,
+    realism (best first), id and path. A new build appends, so the detail files of the builds before keep their
+    contents and names and are not written again; the page shows the newest build first."""
     built: dict[str, float] = {}
     for row in rows:
         b = _str(row.get("build_id"))
@@ -520,7 +523,7 @@ def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         b = _str(row.get("build_id"))
         cls = _int(row.get("class"))
         realism = _float(row.get("realism"))
-        return (-built[b], b, _str(row.get("kind")), -1 if cls is None else cls, realism is None,
+        return (built[b], b, _str(row.get("kind")), -1 if cls is None else cls, realism is None,
                 -(realism or 0.0), _str(row.get("asset_id")), _str(row.get("path")))  # fmt: skip
 
     return sorted(rows, key=key)
@@ -717,17 +720,18 @@ def render_site(
         else:
             no_thumb.append(i)
     details = [_detail(row, class_names) for row in rows]
-    chunks = [_json(details[s : s + CHUNK]) for s in range(0, len(details), CHUNK)]
-    digest = hashlib.sha256("".join(chunks).encode()).hexdigest()[:12]
-    files = {
-        f"{DETAIL_DIR}/{digest}-{n:05d}.js": f"window.ganforgeDetail({n},{text});\n" for n, text in enumerate(chunks)
-    }
+    texts = [
+        f"window.ganforgeDetail({n},{_json(details[s : s + CHUNK])});\n"
+        for n, s in enumerate(range(0, len(details), CHUNK))
+    ]  # each named by its content: a file is rewritten only when what it holds changes
+    names = [f"{DETAIL_DIR}/{hashlib.sha256(t.encode()).hexdigest()[:16]}.js" for t in texts]
+    files = dict(zip(names, texts, strict=True))
     build_names = sorted(builds, key=builds.get)
     index = {
         "n": len(rows),
         "page": PAGE,
         "chunk": CHUNK,
-        "prefix": f"{DETAIL_DIR}/{digest}-",
+        "chunks": names,
         "thumbs": THUMB_DIR,
         "kinds": [[kind, KIND_LABELS.get(kind, kind) or DASH] for kind in kinds],
         "classes": {str(x): _class_label(x, class_names.get(x, "")) for x in sorted(class_numbers)},
@@ -776,7 +780,7 @@ def _page(
     version_options = _options(
         [("", "all versions"), *((str(i), f"{n or 'checkpoint'} {v or DASH}") for (n, v), i in models.items())]
     )
-    build_options = _options([("", "all builds"), *((str(i), b or DASH) for i, b in enumerate(builds))])
+    build_options = _options([("", "all builds"), *((str(i), b or DASH) for i, b in reversed(list(enumerate(builds))))])
     if total:
         body = (
             '<div class="grid" id="gallery" aria-label="assets"></div>'
