@@ -97,7 +97,7 @@ main { padding: 16px 24px 48px; }
 .thumb .missing { color: var(--muted); font-size: 11px; padding: 4px; }
 .cell .pick { position: absolute; top: 8px; left: 8px; margin: 0; width: 16px; height: 16px; }
 .cell .kind {
-  position: absolute; top: 8px; right: 8px; font-size: 10px; font-weight: 600; text-transform: uppercase;
+  position: absolute; bottom: 28px; right: 8px; font-size: 10px; font-weight: 600; text-transform: uppercase;
   color: var(--accent); background: var(--accent-soft); border-radius: 999px; padding: 1px 6px;
 }
 .meta { display: flex; justify-content: space-between; gap: 4px; font-size: 11px; color: var(--muted); }
@@ -417,8 +417,10 @@ def _missing(value: Any) -> bool:
         return False
     if isinstance(value, float):
         return value != value
-    if isinstance(value, int) or value is pd.NA or value is pd.NaT:
-        return not isinstance(value, int)
+    if isinstance(value, int):
+        return False
+    if value is pd.NA or value is pd.NaT:
+        return True
     if isinstance(value, (list, tuple, dict, set, np.ndarray)):
         return False
     try:
