@@ -269,8 +269,19 @@ def queue_experiment(project: str, name: str, items: list[str], target: str = "e
 def run_queue(project: str, names: list[str], max_parallel: int, timeout: float) -> None:
     """Start `max_parallel` DVC queue workers and wait until none of `names` is queued or running."""
     path = Path(project)
-    _run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(max_parallel)], path, 600)
+    logger = get_run_logger()
+    # The workers are daemons that outlive `dvc queue start` and keep its stdout/stderr: read through pipes, the
+    # call would return only when the last worker exits. A file lets it return at once; the wait is the loop below.
+    log = path / ".dvc" / "tmp" / "ganforge-queue-start.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "dvc", "queue", "start", "-j", str(max_parallel)]
+    logger.info("$ %s", " ".join(cmd))
+    with log.open("ab") as out:
+        started = subprocess.run(cmd, cwd=path, env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=120)
+    if started.returncode != 0:
+        raise RuntimeError(f"dvc queue start failed (exit {started.returncode}): {log.read_text()[-500:]}")
     deadline = time.monotonic() + timeout
+    status = ""
     while time.monotonic() < deadline:
         status = subprocess.run(
             [sys.executable, "-m", "dvc", "queue", "status"], cwd=path, env=_env(), capture_output=True, text=True
@@ -283,8 +294,13 @@ def run_queue(project: str, names: list[str], max_parallel: int, timeout: float)
         if not busy:
             return
         time.sleep(5)
+    for name in names:  # what each experiment printed, before it is killed
+        logs = subprocess.run([sys.executable, "-m", "dvc", "queue", "logs", name], cwd=path, env=_env(),
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        for line in (logs.stdout + logs.stderr).splitlines()[-20:]:
+            logger.info("%s | %s", name, line)
     subprocess.run([sys.executable, "-m", "dvc", "queue", "kill", *names], cwd=path, env=_env(), capture_output=True)
-    raise TimeoutError(f"sweep: experiments still running after {timeout:.0f}s; killed")
+    raise TimeoutError(f"sweep: experiments still running after {timeout:.0f}s; killed. Queue:\n{status}")
 
 
 @flow(name="sweep", timeout_seconds=RUN_TIMEOUT_S, log_prints=True)

@@ -57,7 +57,7 @@ def test_evaluate_records_scores_with_protocol_and_caches_reference(trained):
     assert p["extractor"] == "classifier" and p["weights_sha256"] == classifier.load(paths.classifier)[1]["sha256"]
     assert (p["n_fake"], p["split"], p["generator"], p["checkpoint_step"]) == (200, "test", "ema", 4)
     assert p["n_real"] == json.loads((paths.prepared / "info.json").read_text())["splits"]["test"]["count"]
-    assert p["kid_subset_size"] == 50 and p["torch"] == torch.__version__ and "torchmetrics" in p
+    assert p["kid_subset_size"] == 50 and p["torch"] == torch.__version__ and p["fid_kid"].startswith("float64")
     assert p["reference_from_cache"] is False and p["resolution"] == 16
     assert ev["registry"] == {"skipped": "tracking.enabled is false"}
     assert set(first.scores) == set(gate_scores(cfg))  # exactly the names a gate bound may use

@@ -130,6 +130,33 @@ def test_kid_subsets_are_seeded_and_leave_the_global_rng_alone() -> None:
     assert first[0] > 0 and first[1] > 0
 
 
+def test_fid_and_kid_equal_torchmetrics_on_the_same_features() -> None:
+    """The product computes FID/KID itself (importing torchmetrics costs a process ~5 s); these are its numbers."""
+    from torch import nn
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    class Identity(nn.Module):  # torchmetrics' update() then takes features as they are, in float64
+        num_features = 12
+
+        def forward(self, x):
+            return x.to(torch.float64)
+
+    g = _gen(9)
+    real = torch.randn(400, 12, generator=g, dtype=torch.float64)
+    fake = 1.3 * torch.randn(300, 12, generator=g, dtype=torch.float64) + 0.2
+    fid = FrechetInceptionDistance(feature=Identity())
+    kid = KernelInceptionDistance(feature=Identity(), subsets=7, subset_size=60, degree=3, gamma=1 / 12, coef=1.0)
+    for metric in (fid, kid):
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+    assert frechet_distance(real, fake) == pytest.approx(float(fid.compute()), rel=1e-10)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        mean, std = (float(v) for v in kid.compute())
+    assert kernel_distance(real, fake, subsets=7, subset_size=60, seed=3) == pytest.approx((mean, std), rel=1e-10)
+
+
 # --- precision / recall / density / coverage -------------------------------------------------------------------------
 
 

@@ -244,6 +244,23 @@ def test_digits(tmp_path: Path) -> None:
     assert m.path.iloc[42] == "sklearn-digits/00042" and (m.width == 8).all() and m["format"].isna().all()
 
 
+def test_built_in_digits_are_scikit_learns_without_importing_its_datasets() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from ganforge.data.digits import load_digits_arrays
+
+    images, labels = load_digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    code = (
+        "import sys; from ganforge.data.sources import digits; digits(None); print('sklearn.datasets' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
 def _idx(path: Path, array: np.ndarray) -> None:
     """Write an MNIST idx file (unsigned bytes, big-endian dims)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)

@@ -148,10 +148,12 @@ def class_accuracy(
     return protocol
 
 
+# how FID and KID are computed, recorded in every protocol (ganforge.metrics.scores; checked against torchmetrics)
+FID_KID = "float64, torchmetrics' formulas"
+
+
 def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
     """Score the EMA generator (and optionally the raw one); record; register; gate."""
-    import torchmetrics
-
     ec = cfg.evaluate
     t0 = time.perf_counter()
     data = PreparedData.open(paths.prepared, kinds=KINDS)
@@ -196,7 +198,7 @@ def evaluate(cfg: Config, paths: Paths) -> EvalSummary:
         fake_samples=FAKE_SAMPLES,
         reference_from_cache=from_cache,
         torch=torch.__version__,
-        torchmetrics=torchmetrics.__version__,
+        fid_kid=FID_KID,
         ganforge=__version__,
     )
     if cas_protocol is not None:
@@ -308,8 +310,6 @@ def _numbers(scores: dict[str, float], video: dict[str, Any]) -> dict[str, float
 
 def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[str, Any], t0: float) -> EvalSummary:
     """evaluate() for video generators: per-frame scores, clip class accuracy, clip_fd, fvd, motion."""
-    import torchmetrics
-
     from ganforge.metrics import fvd
     from ganforge.metrics.clips import ClipClassifierUnavailable, all_frames
 
@@ -393,7 +393,7 @@ def _evaluate_video(cfg: Config, paths: Paths, data: PreparedData, state: dict[s
         )
     if fvd_protocol is not None:
         protocol.update(fvd_protocol)
-    protocol.update(torch=torch.__version__, torchmetrics=torchmetrics.__version__, ganforge=__version__)
+    protocol.update(torch=torch.__version__, fid_kid=FID_KID, ganforge=__version__)
 
     video.update(
         clip_fd_about=clip_note,
@@ -457,8 +457,6 @@ def _evaluate_translation(
 ) -> EvalSummary:
     """evaluate() for translators: per direction (source domain -> target domain), FID of the translations to the
     real target domain beside the untranslated sources', content and domain accuracy, cycle L1."""
-    import torchmetrics
-
     from ganforge.metrics.scores import compute_scores, frechet_distance
     from ganforge.sampling import translate
     from ganforge.training.translation import content_keys, domain_table
@@ -520,7 +518,7 @@ def _evaluate_translation(
         about=TRANSLATION_ABOUT,
         reference_from_cache=from_cache,
         torch=torch.__version__,
-        torchmetrics=torchmetrics.__version__,
+        fid_kid=FID_KID,
         ganforge=__version__,
     )
     registry: dict[str, Any] = {"skipped": "tracking.enabled is false"}

@@ -38,17 +38,17 @@ class MovingDigits:
     """Moving MNIST clips uint8 [T, R, R] from the built-in digits, deterministic from (seed, clip index)."""
 
     def __init__(self, resolution: int, frames: int, max_digits: int, seed: int, resize_filter: str) -> None:
-        from sklearn.datasets import load_digits
+        from ganforge.data.digits import load_digits_arrays
 
-        data = load_digits()
+        images, labels = load_digits_arrays()
         self.frames, self.max_digits, self.seed, self.resolution = frames, max_digits, seed, resolution
         self.size = max(4, round(resolution * DIGIT_SCALE))
         self.limit = resolution - self.size
-        glyphs = np.rint(data.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+        glyphs = np.rint(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
         method = Image.Resampling[resize_filter.upper()]
         side = (self.size, self.size)
         self.sprites = np.stack([np.asarray(Image.fromarray(g).resize(side, method)) for g in glyphs])
-        self.classes = data.target.astype(np.int64)
+        self.classes = labels.astype(np.int64)
 
     def spec(self, index: int) -> DigitClip:
         """Clip `index`: how many digits, which ones, where they start, where they go."""

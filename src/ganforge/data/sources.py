@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ganforge.config import DataConfig
+from ganforge.data.digits import load_digits_arrays
 from ganforge.data.moving_digits import MovingDigits
 from ganforge.errors import GanforgeError
 
@@ -121,11 +122,9 @@ def hash_split(sha256: str, test_fraction: float) -> str:
 
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The 1,797 digits as uint8 [N, 8, 8] (0..255), their labels and the class names."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    images = np.rint(data.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    return images, data.target, [str(n) for n in data.target_names]
+    images, labels = load_digits_arrays()
+    images = np.rint(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return images, labels, [str(n) for n in range(10)]
 
 
 def digits(cfg: DataConfig) -> Source:

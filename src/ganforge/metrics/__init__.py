@@ -1,6 +1,6 @@
 """Evaluation metrics: feature extractors and the scores computed on their features.
 
-- `ganforge.metrics.scores`: FID and KID (through torchmetrics), precision/recall (Kynkäänniemi et al. 2019),
+- `ganforge.metrics.scores`: FID and KID (float64, torchmetrics' formulas), precision/recall (Kynkäänniemi et al. 2019),
   density/coverage (Naeem et al. 2020) and class accuracy, all on precomputed features.
 - `ganforge.metrics.inception`: the standard FID Inception-v3 (2015-12-05 weights) as a feature extractor.
 - `ganforge.metrics.classifier`: the in-domain classifier used as a feature space when Inception is not used;
