@@ -165,11 +165,6 @@ def cmd_library(args: argparse.Namespace) -> str:
         return f"library: {len(shown)} of {len(rows)} matching assets ({len(df)} in {paths.catalog})"
     from ganforge.assets.export import export
 
-    if args.format == "copy":
-        if not len(rows):
-            raise GanforgeError("export: no assets match the filters; nothing was exported (`ganforge library ls`)")
-        dest = catalog.export(rows, paths.library, Path(args.target))
-        return f"library: exported {len(rows)} assets to {dest} (with catalog.parquet)"
     return export(rows, paths.library, Path(args.target), args.format, args.shard_size).line()
 
 

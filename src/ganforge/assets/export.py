@@ -56,6 +56,8 @@ class ExportSummary:
         extra = f" in {self.shards} shards" if self.shards else ""
         n = self.skipped
         skipped = f"; {n} asset{'s' if n != 1 else ''} of other kinds skipped ({self.format} takes images)" if n else ""
+        if self.format == "copy":
+            return f"library: exported {self.exported} assets to {self.dest} (with catalog.parquet)"
         return f"library: exported {self.exported} assets to {self.dest} as {self.format}{extra}{skipped}"
 
 
