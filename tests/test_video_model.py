@@ -96,7 +96,9 @@ def test_rigid_motion_moves_one_image_per_clip():
         image = G.frame(z[:, : s.config.z_dim], y)
         m = G.motion_codes(z[:, s.config.z_dim :].reshape(2, s.frames, s.config.motion_dim))
         for t in range(s.frames):
-            assert torch.allclose(x[:, :, t], VideoGenerator.translate(image, G.shift(m[:, t])), atol=1e-6)
+            # 1e-5: the clip runs its frames in one batch, and oneDNN's AVX-512 kernels round a batch of 2 and one of
+            # 2 x frames differently (up to 4e-6 seen); a wrong shift differs by > 0.1
+            assert torch.allclose(x[:, :, t], VideoGenerator.translate(image, G.shift(m[:, t])), atol=1e-5)
         G.shift.weight.zero_()
         still = G(z, y)
     assert (x[:, :, 1:] - x[:, :, :-1]).abs().amax() > 0.1  # it moves
