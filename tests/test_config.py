@@ -84,6 +84,16 @@ def test_bad_values_name_the_key(tmp_path, override, needle):
     assert "\n" not in msg
 
 
+def test_an_unknown_family_is_the_one_problem():
+    """The recipe keys left `auto` have no family to take a recipe from: they take their defaults, not an error each."""
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "params.yaml", ["train.model.family=nope"])
+    assert (
+        str(err.value)
+        == f"{ROOT / 'params.yaml'}: train.model.family: unknown family: expected one of {KNOWN} (got 'nope')"
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [

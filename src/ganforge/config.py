@@ -186,9 +186,9 @@ def resolve_recipe(train: dict[str, Any]) -> dict[str, Any]:
     the model family's recipe (`FamilyConfig.recipe`), or is left out (its default) where the recipe is silent."""
     name = _family_name(train.get("model"))
     family = FAMILIES.get(name) if isinstance(name, str) else None
-    if family is None:  # not a known family: train.model's own validation says so
-        return train
-    recipe = family.config.recipe
+    # not a known family: train.model's own validation says so, and `auto` keys take their defaults so that the
+    # family's is the one error (not one more per recipe key that had no recipe to take)
+    recipe = family.config.recipe if family is not None else {}
     out = copy.deepcopy(train)
     for key in RECIPE_KEYS:
         *sections, leaf = key.split(".")
