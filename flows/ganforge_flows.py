@@ -41,6 +41,7 @@ RUN_TIMEOUT_S = float(os.environ.get("GANFORGE_RUN_TIMEOUT_S", 6 * 3600))
 RETRIES = int(os.environ.get("GANFORGE_RETRIES", 2))
 RETRY_DELAY_S = float(os.environ.get("GANFORGE_RETRY_DELAY_S", 30))
 MLFLOW_UI = os.environ.get("GANFORGE_MLFLOW_UI", "http://127.0.0.1:5000")
+GRID_INLINE_PX = 384  # the sample grid inlined in a train-pipeline artifact, at most this many pixels a side
 
 
 class BadParams(ValueError):
@@ -196,7 +197,8 @@ def _mlflow_link(result: dict[str, Any]) -> str:
 
 
 def _sample_grid(result: dict[str, Any]) -> str:
-    """The run's last sample grid, as an image served by the MLflow UI (and where else to find it)."""
+    """The run's last sample grid: inline (from the MLflow store), with links to it in the MLflow UI and where
+    else to find it."""
     from ganforge import tracking
 
     run_id, grids = result.get("run_id"), []
@@ -209,7 +211,27 @@ def _sample_grid(result: dict[str, Any]) -> str:
     if not grids:
         return f"- sample grid: {where}"
     url = f"{MLFLOW_UI}/get-artifact?path={grids[-1]}&run_uuid={run_id}"
-    return f"- sample grid: `{grids[-1]}` of the MLflow run (or {where})\n\n![sample grid]({url})"
+    text = f"- sample grid: [`{grids[-1]}`]({url}) of the MLflow run (or {where})"
+    try:  # the picture itself, inline: it shows whether or not an MLflow server is up
+        inline = _inline_png(tracking.artifact_bytes(run_id, grids[-1]))
+    except Exception:  # an unreadable grid leaves the link alone
+        return text
+    return f"{text}\n\n![sample grid]({inline})"
+
+
+def _inline_png(data: bytes, side: int = GRID_INLINE_PX) -> str:
+    """An image as a PNG data URI, shrunk to at most `side` pixels a side (Prefect keeps artifacts in its
+    database: a grid at full size would weigh on every page that lists them)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.thumbnail((side, side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        img.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def _scores_table(rows: list[dict[str, Any]]) -> str:

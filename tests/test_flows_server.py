@@ -6,7 +6,9 @@ Prefect UI and a real MLflow UI (on 127.0.0.1, as every server here) are opened 
 checked for what a user looks for there: the four deployments and their parameters, the finished flow run and
 its artifact, the registered model with its champion alias and its scores (screenshots in test-artifacts/)."""
 
+import base64
 import contextlib
+import io
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from .conftest import ROOT, make_tiny_repo, run
 
@@ -286,7 +289,11 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
     assert len(artifacts) == 1 and artifacts[0].type == "markdown", artifacts
     art = artifacts[0].data
     assert name in art and run_id in art and "| fid |" in art and "champion" in art
-    assert f"get-artifact?path=samples/step_000004.png&run_uuid={run_id}" in art  # the sample grid
+    assert f"get-artifact?path=samples/step_000004.png&run_uuid={run_id}" in art  # the sample grid's link ...
+    inline = re.search(r"!\[sample grid\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", art)  # ... and the grid
+    assert inline, art
+    with Image.open(io.BytesIO(base64.b64decode(inline.group(1)))) as grid:
+        assert grid.format == "PNG" and 0 < max(grid.size) <= 384, (grid.format, grid.size)
     assert f"#/experiments/{mlflow_run.info.experiment_id}/runs/{run_id})" in art  # the MLflow UI link
 
     # the nightly deployment carries its cron schedule
@@ -329,6 +336,8 @@ def test_deployment_runs_on_a_real_server(tmp_path_factory, procs):
         assert flow_run.name in body
         body = shows(f"{ui}/artifacts/artifact/{artifacts[0].id}", run_id, shot="prefect-artifact.png")
         assert name in body and "champion" in body and "fid" in body
+        drawn = page.eval_on_selector_all("img[alt='sample grid']", "els => els.map(e => e.naturalWidth)")
+        assert drawn and drawn[0] > 0, f"the artifact's sample grid is not drawn: {drawn}"  # no MLflow server needed
 
         mlflow_ui_url = f"http://127.0.0.1:{mlflow_port}"
         body = shows(f"{mlflow_ui_url}/#/models/{model}", "Version 1", "champion", shot="mlflow-model.png")

@@ -259,3 +259,11 @@ def tag_run(run_id: str, tags: dict[str, str]) -> None:
 def artifact_paths(run_id: str, path: str) -> list[str]:
     """The artifacts of a run under `path`, sorted (e.g. the sample grids under samples/)."""
     return sorted(a.path for a in mlflow_client().list_artifacts(run_id, path))
+
+
+def artifact_bytes(run_id: str, path: str) -> bytes:
+    """One artifact of a run, read from the store itself (no MLflow server needed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(mlflow_client().download_artifacts(run_id, path, tmp)).read_bytes()
