@@ -112,3 +112,38 @@ def test_transient_failures_are_retried_and_bad_params_are_not(project, monkeypa
     with pytest.raises(flows.BadParams):
         retried(str(dest), "y", [])
     assert len(calls) == 1
+
+
+def test_the_artifact_inlines_the_sample_grid_and_keeps_the_link_when_it_cannot(tmp_path, monkeypatch):
+    """The train-pipeline artifact's grid comes from the MLflow store itself (a real sqlite store and artifact
+    folder, no server), shrunk to a PNG of at most GRID_INLINE_PX; an unreadable grid leaves only the link."""
+    import base64
+    import io
+    import re
+
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    flows = load_flows()
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("grids", artifact_location=(tmp_path / "artifacts").as_uri())
+    grids = {"good": tmp_path / "good" / "step_000010.png", "corrupt": tmp_path / "corrupt" / "step_000010.png"}
+    for path in grids.values():
+        path.parent.mkdir()
+    Image.new("RGB", (700, 350), (200, 30, 30)).save(grids["good"])
+    grids["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    text = {}
+    for kind, path in grids.items():
+        run_id = client.create_run(exp).info.run_id
+        client.log_artifact(run_id, str(path), "samples")
+        text[kind] = flows._sample_grid({"run_id": run_id, "name": "exp-1"})
+        assert f"get-artifact?path=samples/step_000010.png&run_uuid={run_id}" in text[kind]  # the UI link, always
+
+    inline = re.search(r"!\[sample grid\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", text["good"])
+    assert inline, text["good"]
+    with Image.open(io.BytesIO(base64.b64decode(inline.group(1)))) as grid:
+        assert grid.format == "PNG" and grid.size == (flows.GRID_INLINE_PX, flows.GRID_INLINE_PX // 2)
+        assert grid.convert("RGB").getpixel((5, 5)) == (200, 30, 30)
+    assert "data:image" not in text["corrupt"] and "![" not in text["corrupt"], text["corrupt"]
