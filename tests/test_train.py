@@ -99,6 +99,23 @@ def test_resume_is_exact(tmp_path, digits16, precision):
     assert all(rows_a[k] == rows_b[k] for k in ("2", "4", "8", "10"))
 
 
+def test_time_budget_ends_a_finished_run_that_the_next_run_does_not_continue(tmp_path, digits16):
+    """train.max_minutes ends the run at the first log point past the budget, as a finished run: checkpoint, grid
+    and metrics written, not "interrupted"; a plain rerun starts afresh, --resume continues it."""
+    paths = workdir(tmp_path, digits16, "run")
+    s = train(cfg("train.steps=40", "train.max_minutes=0.000001"), paths, progress=False)
+    assert (s.steps, s.out_of_time, s.interrupted) == (2, True, False)  # the first log point (log_every 2)
+    assert "trained to step 2 (train.max_minutes reached)" in s.line(paths) and "again" not in s.line(paths)
+    assert checkpoint.load(paths.checkpoint)["ended_by"] == "max_minutes"
+    assert json.loads((paths.metrics / "train.json").read_text())["out_of_time"] is True
+    assert paths.samples_latest.exists()
+    again = train(cfg("train.steps=40", "train.max_minutes=0.000001"), paths, progress=False)
+    assert again.start_step == 0 and again.steps == 2  # afresh, not "continuing the interrupted run"
+    more = train(cfg("train.steps=6"), paths, resume=True, progress=False)  # max_minutes may change on resume
+    assert (more.start_step, more.steps, more.out_of_time) == (2, 6, False)
+    assert "ended_by" not in checkpoint.load(paths.checkpoint)
+
+
 def test_resume_refuses_other_settings(tmp_path, digits16):
     paths = workdir(tmp_path, digits16, "run")
     train(cfg("train.steps=4"), paths, progress=False)

@@ -227,6 +227,9 @@ class TrainConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     class_loss: float = Field(0.0, ge=0.0, le=100.0)  # AC-GAN auxiliary class loss weight (needs conditional); 0 = off
     steps: int = Field(1500, ge=1)
+    # a wall-clock budget: training ends at the first log point after this many minutes (or at train.steps,
+    # whichever comes first), as a finished run; the step it reaches depends on the machine. None: no budget
+    max_minutes: float | None = Field(None, gt=0.0, le=1e6)
     # the learning rates stay constant up to this fraction of train.steps, then fall linearly to 0 (1: constant)
     lr_decay_start: float = Field(1.0, ge=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=65536)

@@ -54,23 +54,27 @@ class TrainSummary:
     precision: str
     run_id: str | None
     interrupted: bool = False
+    out_of_time: bool = False  # ended at train.max_minutes, before train.steps: a finished run
     resumed: str = ""  # how the run continued an earlier one ("" = from scratch)
 
     @classmethod
     def of(cls, s: System, tc: TrainConfig, start: int, step: int, seconds: float, last: dict[str, float],
-           run_id: str | None, resumed: str, dist: runtime.Dist) -> TrainSummary:  # fmt: skip
+           run_id: str | None, resumed: str, dist: runtime.Dist,
+           out_of_time: bool = False) -> TrainSummary:  # fmt: skip
         device = f"{dist.world} x {s.device}" if dist.ddp else str(s.device)
         return cls(steps=step, start_step=start, images_per_sec=(step - start) * tc.batch_size / max(seconds, 1e-9),
                    seconds=seconds, **{k: last[k] for k in BASE_STATS}, device=device,
-                   precision=runtime.precision_name(s.amp), run_id=run_id or None, interrupted=step < tc.steps,
+                   precision=runtime.precision_name(s.amp), run_id=run_id or None,
+                   interrupted=step < tc.steps and not out_of_time, out_of_time=out_of_time,
                    resumed=resumed)  # fmt: skip
 
     def line(self, paths: Paths) -> str:
         done = self.steps - self.start_step
         what = "interrupted at" if self.interrupted else "trained to"
+        budget = " (train.max_minutes reached)" if self.out_of_time else ""
         return (
             (f"train: {self.resumed}\n" if self.resumed else "")
-            + f"train: {what} step {self.steps} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
+            + f"train: {what} step {self.steps}{budget} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
             f"{self.precision}) in {self.seconds:.0f}s; loss_d {self.loss_d:.3f} loss_g {self.loss_g:.3f} -> "
             f"{paths.checkpoint}, {paths.samples_latest}"
             + (f"; MLflow run {self.run_id}" if self.run_id else "")
@@ -220,7 +224,7 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
         y = labels[idx].to(device, non_blocking=True) if spec.num_classes else None
         return s.batch(rows), y
 
-    def save_checkpoint(step: int) -> None:
+    def save_checkpoint(step: int, ended_by: str | None = None) -> None:
         rngs = dist.gather(runtime.rng_state(device, batches.state(), s.noise_gen))  # each rank's augmentation RNG
         if dist.ddp and (apart := _drifted(dist.gather(s.fingerprint()))):
             raise GanforgeError(f"train: the ranks' state differs at step {step} ({apart}; a bug: please report it)")
@@ -228,11 +232,14 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
             rng = {**rngs[0], "ranks": rngs} if dist.ddp else rngs[0]
             checkpoint.save(paths.checkpoint, {**s.state_dict(), "spec": spec.to_dict(),
                             "config": cfg.model_dump(mode="json"), "class_names": list(data.class_names), **domains,
-                            "rng": rng, "stats": dict(last), "run_id": run.run_id or None})  # fmt: skip
+                            "rng": rng, "stats": dict(last), "run_id": run.run_id or None,
+                            **({"ended_by": ended_by} if ended_by else {})})  # fmt: skip
         dist.barrier()  # no rank reads it (a rollback) before it is whole
         watchdog.good_step = step
 
     t0, status = time.perf_counter(), "FAILED"
+    budget_s = tc.max_minutes * 60 if tc.max_minutes else None
+    out_of_time = False  # (the loop may not run: resumed at the end)
     try:
         show = progress and dist.master
         with runtime.StopFlag() as stop, tqdm(total=tc.steps, initial=start, desc="train", unit="step",
@@ -248,7 +255,10 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
                 # a signal to one rank stops every rank at the same step; under DDP they agree at log points (one
                 # host sync there, not in every step)
                 stopping = dist.any(stop.set, device) if not dist.ddp or step % tc.log_every == 0 else False
-                end = step == tc.steps or stopping
+                # the time budget, checked at log points (so every rank ends at the same step)
+                out_of_time = budget_s is not None and step % tc.log_every == 0 and step < tc.steps \
+                    and dist.any(time.perf_counter() - t0 >= budget_s, device)  # fmt: skip
+                end = step == tc.steps or stopping or out_of_time
                 sample_now = end or step % tc.sample_every == 0
                 checkpoint_now = end or step % tc.checkpoint_every == 0
                 if sample_now or checkpoint_now or step % tc.log_every == 0:  # nothing is written unchecked
@@ -270,10 +280,12 @@ def _train(cfg: Config, paths: Paths, resume: bool, progress: bool, dist: runtim
                 if sample_now and dist.master:
                     _snapshot(s, fixed, step, paths, run, translate)
                 if checkpoint_now:
-                    save_checkpoint(step)
-                if stopping:
+                    save_checkpoint(step, "max_minutes" if out_of_time else None)
+                if stopping or out_of_time:
                     break
-        summary = TrainSummary.of(s, tc, start, step, time.perf_counter() - t0, last, run.run_id, resumed, dist)
+        summary = TrainSummary.of(
+            s, tc, start, step, time.perf_counter() - t0, last, run.run_id, resumed, dist, out_of_time
+        )
         if not summary.interrupted:
             run.log_metrics(step, {"images_per_sec": summary.images_per_sec, "train_seconds": summary.seconds})
         status = "KILLED" if summary.interrupted else "FINISHED"

@@ -13,8 +13,8 @@ from ganforge.paths import Paths
 from ganforge.training import checkpoint
 
 # Settings that may change between a checkpoint and its resume: how long and how, not what.
-RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "device", "precision", "on_divergence",
-             "max_rollbacks", "rollback_lr_factor", "grad_norm_limit", "nproc", "dist_timeout_s",
+RESUMABLE = {"steps", "max_minutes", "sample_every", "checkpoint_every", "log_every", "device", "precision",
+             "on_divergence", "max_rollbacks", "rollback_lr_factor", "grad_norm_limit", "nproc", "dist_timeout_s",
              "load_limit_gb"}  # fmt: skip
 
 
@@ -70,7 +70,8 @@ def to_resume(
     `--resume`: the newest good checkpoint (the previous one when the current is damaged), or an error.
     Without it, a run that was stopped before its end (killed, Ctrl-C, a damaged file) continues by itself when
     its checkpoint was written with exactly these data and train settings and is short of train.steps; a
-    finished run, or one with other settings, is not touched: training starts from scratch. Only the `writer`
+    finished run (one that reached train.steps or its time budget, train.max_minutes), or one with other
+    settings, is not touched: training starts from scratch. Only the `writer`
     (rank 0 under DDP) drops a damaged file."""
     if resume:
         state, used, why = checkpoint.load_latest(paths.checkpoint, map_location=device)
@@ -84,7 +85,12 @@ def to_resume(
         state, used, why = checkpoint.load_latest(paths.checkpoint, map_location=device)
     except GanforgeError as exc:
         return None, f"starting from scratch: {exc}"
-    if state["step"] >= cfg.train.steps or setting_diffs(state["config"], cfg, set()):
+    # a run that ended on its time budget (train.max_minutes) is finished: the next run starts afresh
+    if (
+        state["step"] >= cfg.train.steps
+        or state.get("ended_by") == "max_minutes"
+        or setting_diffs(state["config"], cfg, set())
+    ):
         return None, ""
     how = ""
     if why:
