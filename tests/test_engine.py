@@ -77,3 +77,15 @@ def test_augmentation_never_reaches_the_grids(tmp_path, digits16):
     again = tmp_path / "again.png"
     sample_grid(s, *fixed_inputs(s.spec), again)
     assert Image.open(again).tobytes() == Image.open(paths.samples_latest).tobytes()
+
+
+def test_the_grid_shows_every_class_of_a_team_sized_set():
+    """20 classes (the colour-emoji set's) give 20 rows of 10; more than 32 are capped at 32 rows."""
+    from ganforge.models import FAMILIES, ModelSpec
+
+    def spec(classes):
+        return ModelSpec(FAMILIES["dcgan"].config(), resolution=16, channels=3, num_classes=classes)
+
+    seeds, y, cols = fixed_inputs(spec(20))
+    assert cols == 10 and len(seeds) == 200 and y.tolist() == [c for c in range(20) for _ in range(10)]
+    assert int(fixed_inputs(spec(50))[1].max()) == 31

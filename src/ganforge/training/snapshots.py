@@ -22,12 +22,15 @@ def sample_grid(gan: System, seeds: list[int], y: torch.Tensor | None, cols: int
         Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG")
 
 
+MAX_GRID_CLASSES = 32  # rows of a conditional grid: every class of a team's set (20 emoji classes), up to this
+
+
 def fixed_inputs(spec: ModelSpec) -> tuple[list[int], torch.Tensor | None, int]:
     """The same samples at every snapshot, seed-addressed (seeds 0, 1, ... at psi 1: `ganforge.sampling`, so the
-    pyfunc and the library give the same pixels for those seeds): one row per class, or an 8x8 grid."""
+    pyfunc and the library give the same pixels for those seeds): one row per class (the first 32), or an 8x8 grid."""
     per_class = 1 if spec.kind == "video" else 10  # a video grid shows one clip per row
     if spec.num_classes:
-        rows, cols = min(spec.num_classes, 16), per_class
+        rows, cols = min(spec.num_classes, MAX_GRID_CLASSES), per_class
         y = torch.arange(rows).repeat_interleave(cols)
     else:
         rows, cols, y = 8, per_class if spec.kind == "video" else 8, None
