@@ -105,7 +105,7 @@ def test_time_budget_ends_a_finished_run_that_the_next_run_does_not_continue(tmp
     paths = workdir(tmp_path, digits16, "run")
     s = train(cfg("train.steps=40", "train.max_minutes=0.000001"), paths, progress=False)
     assert (s.steps, s.out_of_time, s.interrupted) == (2, True, False)  # the first log point (log_every 2)
-    assert "trained to step 2 (train.max_minutes reached)" in s.line(paths) and "again" not in s.line(paths)
+    assert "trained to step 2, train.max_minutes reached (2 steps" in s.line(paths) and "again" not in s.line(paths)
     assert checkpoint.load(paths.checkpoint)["ended_by"] == "max_minutes"
     assert json.loads((paths.metrics / "train.json").read_text())["out_of_time"] is True
     assert paths.samples_latest.exists()

@@ -71,7 +71,7 @@ class TrainSummary:
     def line(self, paths: Paths) -> str:
         done = self.steps - self.start_step
         what = "interrupted at" if self.interrupted else "trained to"
-        budget = " (train.max_minutes reached)" if self.out_of_time else ""
+        budget = ", train.max_minutes reached" if self.out_of_time else ""
         return (
             (f"train: {self.resumed}\n" if self.resumed else "")
             + f"train: {what} step {self.steps}{budget} ({done} steps, {self.images_per_sec:.0f} img/s, {self.device} "
